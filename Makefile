@@ -1,0 +1,36 @@
+# Set-up and everyday commands; each target installs what it needs first (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SEEDS  ?= config/seeds.example.txt
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: install test crawl demo lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed as $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+crawl: install
+	$(BIN)/crawl $(SEEDS) $(ARGS)
+
+demo: install
+	$(BIN)/python -m crawler.demo
+
+lint: install
+	$(BIN)/ruff check crawler tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

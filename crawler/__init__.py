@@ -1,0 +1,1 @@
+"""A web crawler on the mixed concurrency pattern."""

@@ -1,0 +1,90 @@
+"""The exception tree: every error the crawler raises on purpose.
+
+    CrawlError                  anything the crawler reports to its user
+    ├── UsageError              bad command line, settings or seeds: exit 2
+    │   ├── ConfigError         a settings key or value (names the key)
+    │   ├── SeedError           seed lines (names every bad line)
+    │   └── OutputError         an output folder that cannot be written (names the path)
+    ├── LockedError             another run holds the job's lock: exit 3
+    └── FetchError              one URL given up on; becomes an error record
+        ├── FetchTimeout        kind "timeout"
+        ├── FetchConnection     kind "connection"
+        ├── TooLarge            kind "too_large"
+        ├── RedirectError       kind "redirects"
+        ├── ContentError        kind "content"
+        └── Blocked             kind "other": an address the settings forbid
+
+Control flow that is not an error (a robots.txt refusal, a stop request) is not in this
+tree: see `Disallowed` in the fetch module.
+"""
+
+from __future__ import annotations
+
+
+class CrawlError(Exception):
+    """Root of the crawler's own errors; `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(CrawlError):
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A settings key with a bad value; the message names the key."""
+
+
+class SeedError(UsageError):
+    """Bad seed lines; `problems` holds `(line_number, message)` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  line {n}: {msg}" for n, msg in problems)
+        super().__init__(f"{source}: {len(problems)} bad seed line(s):\n{lines}")
+
+
+class OutputError(UsageError):
+    """The output root or job folder cannot be created or written."""
+
+
+class LockedError(CrawlError):
+    exit_code = 3
+
+
+class FetchError(CrawlError):
+    """One URL given up on; `kind` is the error record's kind."""
+
+    kind = "other"
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class FetchTimeout(FetchError):
+    kind = "timeout"
+
+
+class FetchConnection(FetchError):
+    kind = "connection"
+
+
+class TooLarge(FetchError):
+    kind = "too_large"
+
+
+class RedirectError(FetchError):
+    kind = "redirects"
+
+
+class ContentError(FetchError):
+    kind = "content"
+
+
+class Blocked(FetchError):
+    kind = "other"
+
+
+ERROR_KINDS = ("timeout", "connection", "too_large", "redirects", "content", "parse", "other")

@@ -1,0 +1,356 @@
+"""Step 3: fetch a URL on the event loop: politeness, robots.txt, retries, redirects, limits.
+
+aiohttp's exceptions are translated into the `FetchError` tree here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from .errors import (
+    Blocked,
+    ContentError,
+    FetchConnection,
+    FetchError,
+    FetchTimeout,
+    RedirectError,
+    TooLarge,
+)
+from .models import Request, Response
+from .robots import ROBOTS_MAX_BYTES, Robots
+from .settings import Settings
+from .stats import Stats
+from .urls import LinkPolicy, address_class, host_of, ip_literal, normalize
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+KNOWN_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "identity", ""})
+
+
+class Disallowed(Exception):
+    """Control flow, not an error: robots.txt forbids the URL itself, so it gets no record."""
+
+
+def utc_iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header, given as seconds or as an HTTP date; None if bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
+
+
+class HostSlot:
+    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off."""
+
+    def __init__(self, concurrency: int, delay: float) -> None:
+        self.concurrency = concurrency
+        self.delay = delay
+        self.active = 0
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._next_start = 0.0
+        self.failures = 0  # consecutive timeouts and 5xx: a small circuit breaker
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.concurrency
+
+    def ready_at(self) -> float:
+        return self._next_start
+
+    def defer(self, seconds: float) -> None:
+        """No request to this host starts within `seconds` (Retry-After, back-off)."""
+        self._next_start = max(self._next_start, time.monotonic() + seconds)
+
+    async def __aenter__(self) -> HostSlot:
+        await self._semaphore.acquire()
+        self.active += 1
+        try:
+            while True:  # defer() may push the start further while we sleep
+                now = time.monotonic()
+                wait = self._next_start - now
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._next_start = now + self.delay
+        except BaseException:
+            self.active -= 1
+            self._semaphore.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.active -= 1
+        self._semaphore.release()
+
+
+class AddressGuard(AbstractResolver):
+    """DNS for the crawler: keeps private, loopback and link-local addresses out unless the
+    settings allow them, checked on the resolved address, and caches answers for the run."""
+
+    def __init__(self, policy: LinkPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+        self._cache: dict[tuple[str, int], list[ResolveResult]] = {}
+
+    async def check(self, host: str, port: int) -> None:
+        """Raise `Blocked` or `FetchConnection` unless `host` may be fetched."""
+        literal = ip_literal(host)
+        if literal is not None:
+            if not self._policy.address_allowed(literal):
+                raise Blocked(f"{host} is a {address_class(literal)} address; "
+                              "private_networks does not allow it")
+            return
+        await self.resolve(host, port, socket.AF_UNSPEC)
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        key = (host, port)
+        if key not in self._cache:
+            try:
+                answers = await self._inner.resolve(host, port, socket.AF_UNSPEC)
+            except OSError as exc:
+                raise FetchConnection(f"cannot resolve {host}: {exc}") from None
+            allowed = [a for a in answers if self._policy.address_allowed(a["host"])]
+            if not allowed:
+                kinds = sorted({address_class(a["host"]) for a in answers})
+                raise Blocked(f"{host} resolves to {'/'.join(kinds)} addresses only; "
+                              "private_networks does not allow them")
+            self._cache[key] = allowed
+        return self._cache[key]
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_s: float
+
+
+class Fetcher:
+    """One URL in, one `Response` out (or a `FetchError`), over the run's one ClientSession."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings, policy: LinkPolicy,
+                 guard: AddressGuard, stats: Stats) -> None:
+        self._session = session
+        self._s = settings
+        self._policy = policy
+        self._guard = guard
+        self._stats = stats
+        self._slots: dict[str, HostSlot] = {}
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.timeout, sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout)
+        self.robots = Robots(self._download_robots, settings.user_agent, obey=settings.robots)
+
+    def slot(self, host: str) -> HostSlot:
+        slot = self._slots.get(host)
+        if slot is None:
+            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay)
+        return slot
+
+    # -- robots.txt -----------------------------------------------------------------------
+
+    async def _download_robots(self, url: str) -> tuple[int, bytes]:
+        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2)."""
+        for _ in range(6):
+            await self._guard.check(host_of(url), 0)
+            async with self.slot(host_of(url)):
+                attempt = await self._attempt(url, {}, ROBOTS_MAX_BYTES, truncate=True)
+            location = attempt.headers.get("location")
+            if attempt.status in REDIRECT_STATUSES and location:
+                target = normalize(location, url)
+                if target is None:
+                    return 404, b""
+                url = target
+                continue
+            return attempt.status, attempt.body
+        return 404, b""  # too many redirects: RFC 9309 says treat as unavailable
+
+    async def _robots_allow(self, url: str) -> bool:
+        if not self._s.robots:
+            return True
+        known = self.robots.known(url)
+        if known is not None:
+            return known
+        rules = await self.robots.rules(url)
+        slot = self.slot(host_of(url))
+        if rules.crawl_delay and rules.crawl_delay > slot.delay:
+            slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
+        return rules.allows(url, self._s.user_agent)
+
+    # -- one URL --------------------------------------------------------------------------
+
+    async def fetch(self, request: Request) -> Response:
+        """Follow redirects hop by hop; every hop passes scope, address and robots checks."""
+        url = request.url
+        seen = {url}
+        conditional = {}
+        if request.etag:
+            conditional["If-None-Match"] = request.etag
+        if request.last_modified:
+            conditional["If-Modified-Since"] = request.last_modified
+        await self._guard.check(host_of(url), 0)
+        if not await self._robots_allow(url):
+            raise Disallowed(url)
+        hops = 0
+        total_s = 0.0
+        while True:
+            attempt, attempts, fetched_at = await self._with_retries(url, conditional)
+            total_s += attempt.elapsed_s
+            location = attempt.headers.get("location")
+            if attempt.status not in REDIRECT_STATUSES or not location:
+                return self._response(request, url, attempt, attempts, fetched_at, total_s)
+            target = normalize(location, url)
+            absolute = target or urljoin(url, location.strip())
+            if target is None or self._policy.refusal(target) or not await self._hop_allowed(
+                    target):
+                return self._response(request, url, attempt, attempts, fetched_at, total_s,
+                                      location=absolute)
+            if target in seen:
+                raise RedirectError(f"redirect loop: {url} -> {target}", attempts)
+            hops += 1
+            if hops > self._s.max_redirects:
+                raise RedirectError(f"more than {self._s.max_redirects} redirects", attempts)
+            seen.add(target)
+            url = target
+            conditional = {}
+
+    async def document(self, url: str) -> tuple[int, bytes]:
+        """A file the crawler reads for itself (a sitemap): no record, no redirects."""
+        attempt, _, _ = await self._with_retries(url, {})
+        return attempt.status, attempt.body
+
+    async def _hop_allowed(self, url: str) -> bool:
+        try:
+            await self._guard.check(host_of(url), 0)
+        except Blocked:
+            return False
+        except FetchConnection:
+            return True  # unresolvable: let the hop fail as a connection error
+        return await self._robots_allow(url)
+
+    def _response(self, request: Request, url: str, attempt: _Attempt, attempts: int,
+                  fetched_at: float, total_s: float, location: str | None = None) -> Response:
+        return Response(url=request.url, final_url=url, status=attempt.status,
+                        headers=attempt.headers, body=attempt.body,
+                        elapsed_ms=round(total_s * 1000), attempts=attempts,
+                        fetched_at=utc_iso(fetched_at), location=location)
+
+    async def _with_retries(self, url: str,
+                            headers: dict[str, str]) -> tuple[_Attempt, int, float]:
+        host = host_of(url)
+        slot = self.slot(host)
+        attempts = 0
+        while True:
+            attempts += 1
+            await self._guard.check(host, 0)
+            fetched_at = time.time()
+            try:
+                async with slot:
+                    attempt = await self._attempt(url, headers, self._s.max_bytes)
+            except (FetchTimeout, FetchConnection) as exc:
+                exc.attempts = attempts
+                if attempts > self._s.retries:
+                    slot.failures += 1
+                    raise
+                self._back_off(slot, attempts, None)
+                continue
+            if attempt.status in RETRY_STATUSES and attempts <= self._s.retries:
+                self._back_off(slot, attempts, attempt.headers.get("retry-after"))
+                continue
+            slot.failures = 0 if attempt.status < 500 else slot.failures + 1
+            return attempt, attempts, fetched_at
+
+    def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
+        self._stats.count("retries")
+        wait = self._s.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+        asked = retry_after_s(retry_after, time.time())
+        if asked is not None:
+            wait = max(wait, min(asked, self._s.max_retry_after))
+        # a host that keeps failing is slowed further, for everyone waiting on it
+        wait += min(slot.failures, 10) * self._s.backoff
+        slot.defer(wait)
+
+    async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
+                       truncate: bool = False) -> _Attempt:
+        start = time.perf_counter()
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False,
+                                         timeout=self._timeout) as resp:
+                head = {k.lower(): v for k, v in resp.headers.items()}
+                if len(resp.headers.getall("set-cookie", ())) > 1:
+                    head["set-cookie"] = ", ".join(resp.headers.getall("set-cookie"))
+                encoding = head.get("content-encoding", "").strip().lower()
+                if encoding not in KNOWN_ENCODINGS:
+                    resp.close()
+                    raise ContentError(f"unsupported Content-Encoding {encoding!r}")
+                declared = resp.content_length
+                if declared is not None and declared > max_bytes and encoding in (
+                        "", "identity") and not truncate:
+                    resp.close()
+                    raise TooLarge(f"Content-Length {declared} is over max_bytes ({max_bytes})")
+                self._stats.responses += 1
+                body = await self._read(resp, max_bytes, truncate)
+                return _Attempt(resp.status, head, body, time.perf_counter() - start)
+        except FetchError:
+            raise
+        except TimeoutError:
+            raise FetchTimeout(
+                f"no complete answer within {self._s.timeout:g} s") from None
+        except aiohttp.ClientPayloadError as exc:
+            text = str(exc)
+            if "encoding" in text.lower() or "decompress" in text.lower():
+                raise ContentError(f"corrupt body: {text}") from None
+            raise FetchConnection(f"body cut short: {text}") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
+            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
+        except (ValueError, UnicodeError) as exc:  # yarl or aiohttp refusing a URL or header
+            raise FetchError(f"{type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    async def _read(resp: aiohttp.ClientResponse, max_bytes: int, truncate: bool) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > max_bytes:
+                if truncate:
+                    chunks.append(chunk[: max_bytes - (size - len(chunk))])
+                    resp.close()
+                    break
+                resp.close()
+                raise TooLarge(f"body over max_bytes ({max_bytes}) after decompression")
+            chunks.append(chunk)
+        return b"".join(chunks)

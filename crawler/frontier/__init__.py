@@ -1,0 +1,78 @@
+"""Step 2 of the data flow: the frontier, which URLs are queued, leased, done; SQLite or Redis.
+
+A URL moves `queued -> leased -> done | failed | skipped` within a run; a new run of a finished
+job puts the URLs that are due for a recrawl back to `queued`. Every store keeps that state
+machine behind the same narrow `Frontier` protocol, so the runner never knows which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..models import Request
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str  # YYYYMMDDTHHMMSSZ
+    started_at: str  # ISO 8601 UTC
+    resumed: bool  # True when an unfinished run is continued
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A link that passed the runner's checks and may join the frontier."""
+
+    url: str
+    depth: int
+    referrer: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one leased URL, to be made durable in one batch."""
+
+    request: Request | None  # None: links only (a sitemap's URLs)
+    state: str  # "done" (a page record), "failed" (an error record), "skipped", "admit"
+    status: int | None = None
+    fetched_at: float | None = None  # epoch seconds
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str | None = None
+    simhash: str | None = None
+    title: str | None = None
+    candidates: Sequence[Candidate] = ()
+    # filled in by `Frontier.prepare`:
+    near_duplicate_of: str | None = None
+    admitted: list[bool] = field(default_factory=list)
+
+
+class Frontier(Protocol):
+    """The narrow seam between the runner and a state store."""
+
+    async def open(self, seeds: Sequence[str], *, fresh: bool, recrawl_after_s: float) -> RunInfo:
+        """Take the job's lock, resume the unfinished run or start a new one, admit the seeds."""
+
+    async def lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
+        """Up to `n` queued URLs, oldest first, none of a host in `skip_hosts`."""
+
+    async def release(self, urls: Sequence[str]) -> None:
+        """Give leased URLs back to the queue untouched (a stop, or a page over --max-pages)."""
+
+    async def prepare(self, outcomes: Sequence[Outcome]) -> None:
+        """Record outcomes and admit their links, pending `commit`; fills `near_duplicate_of`
+        and `admitted` so that the records written next can say so."""
+
+    async def commit(self) -> None:
+        """Make the last `prepare` durable; called once its records are on disk."""
+
+    async def pending(self) -> int:
+        """URLs queued or leased in this run."""
+
+    async def finish(self, stop_reason: str, finished_at: str | None) -> None:
+        """Note how the run ended; `finished_at` is None when it only paused."""
+
+    async def close(self) -> None:
+        """Release the lock and the store."""

@@ -1,0 +1,308 @@
+"""The embedded frontier: one SQLite file per job, used from the thread pool by one writer."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import LockedError, OutputError
+from ..models import Request
+from ..pools import ThreadPool
+from ..urls import host_of
+from . import Outcome, RunInfo
+
+T = TypeVar("T")
+
+QUEUED, LEASED, DONE, FAILED, SKIPPED = range(5)
+_STATE = {"done": DONE, "failed": FAILED, "skipped": SKIPPED}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    url TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    referrer TEXT,
+    state INTEGER NOT NULL,
+    run TEXT NOT NULL,          -- the run that last queued it
+    seq INTEGER NOT NULL,       -- queue order
+    fetched_at REAL,            -- epoch seconds of the last fetch
+    status INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    sha256 TEXT,
+    simhash TEXT,
+    title TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS urls_queue ON urls (state, seq);
+CREATE TABLE IF NOT EXISTS simhashes (
+    url TEXT PRIMARY KEY,
+    simhash TEXT NOT NULL,
+    b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS simhash_b0 ON simhashes (b0);
+CREATE INDEX IF NOT EXISTS simhash_b1 ON simhashes (b1);
+CREATE INDEX IF NOT EXISTS simhash_b2 ON simhashes (b2);
+CREATE INDEX IF NOT EXISTS simhash_b3 ON simhashes (b3);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stop_reason TEXT
+);
+"""
+
+
+def run_id_for(moment: datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class JobLock:
+    """An exclusive `flock` on `JOB/lock`; the kernel drops it when its process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(
+                f"another crawl of this job is running (PID {holder}); lock file {self.path}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class SqliteFrontier:
+    """`Frontier` on a SQLite file in WAL mode; every call runs in the thread pool."""
+
+    def __init__(self, job_dir: Path, threads: ThreadPool, *, max_pages_per_host: int = 0,
+                 near_duplicate_distance: int = 3) -> None:
+        self.path = job_dir / "state.sqlite"
+        self._lock_file = JobLock(job_dir / "lock")
+        self._threads = threads
+        self._budget = max_pages_per_host
+        self._distance = near_duplicate_distance
+        self._db: sqlite3.Connection | None = None
+        self._guard = threading.Lock()  # one writer: calls never overlap
+        self._run = ""
+        self._seq = 0
+        self._per_host: dict[str, int] = {}
+        self.leased: set[str] = set()
+        self.budget_refused = 0
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        return await self._threads.run(self._locked, fn, *args)
+
+    def _locked(self, fn: Callable[..., T], *args: object) -> T:
+        with self._guard:
+            return fn(*args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "frontier used before open()"
+        return self._db
+
+    # -- the protocol ---------------------------------------------------------------------
+
+    async def open(self, seeds: Sequence[str], *, fresh: bool, recrawl_after_s: float) -> RunInfo:
+        self._lock_file.acquire()
+        try:
+            return await self._call(self._open, seeds, fresh, recrawl_after_s)
+        except BaseException:
+            self._lock_file.release()
+            raise
+
+    def _open(self, seeds: Sequence[str], fresh: bool, recrawl_after_s: float) -> RunInfo:
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot open {self.path}: {exc}") from None
+        self._db = db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT run_id, started_at FROM runs WHERE finished_at IS NULL "
+                         "ORDER BY run_id DESC LIMIT 1").fetchone()
+        self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM urls").fetchone()[0]
+        db.execute("BEGIN")
+        if row:
+            info = RunInfo(run_id=row[0], started_at=row[1], resumed=True)
+            self._run = info.run_id
+            # URLs leased by a process that died go back to the queue
+            db.execute("UPDATE urls SET state=? WHERE state=?", (QUEUED, LEASED))
+        else:
+            now = datetime.now(UTC)
+            run_id = run_id_for(now)
+            last = db.execute("SELECT max(run_id) FROM runs").fetchone()[0]
+            while last is not None and run_id <= last:  # two runs within one second
+                now = datetime.fromtimestamp(now.timestamp() + 1, UTC)
+                run_id = run_id_for(now)
+            info = RunInfo(run_id=run_id, started_at=iso(now), resumed=False)
+            self._run = run_id
+            db.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)",
+                       (run_id, info.started_at))
+            cutoff = time.time() - recrawl_after_s
+            db.execute(
+                "UPDATE urls SET state=?, run=?, seq=seq+? WHERE state IN (?, ?, ?) "
+                "AND (fetched_at IS NULL OR fetched_at <= ?)",
+                (QUEUED, run_id, self._seq + 1, DONE, FAILED, SKIPPED, cutoff))
+            self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM urls").fetchone()[0]
+        self._per_host = dict(db.execute(
+            "SELECT host, count(*) FROM urls WHERE run=? GROUP BY host", (self._run,)))
+        for url in seeds:
+            self._insert(url, 0, None)
+        db.execute("COMMIT")
+        return info
+
+    def _insert(self, url: str, depth: int, referrer: str | None) -> bool:
+        host = host_of(url)
+        if self._budget and self._per_host.get(host, 0) >= self._budget:
+            exists = self.db.execute("SELECT 1 FROM urls WHERE url=?", (url,)).fetchone()
+            if not exists:
+                self.budget_refused += 1
+            return False
+        self._seq += 1
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO urls (url, host, depth, referrer, state, run, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (url, host, depth, referrer, QUEUED, self._run,
+                                              self._seq))
+        if cursor.rowcount:
+            self._per_host[host] = self._per_host.get(host, 0) + 1
+            return True
+        return False
+
+    async def lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
+        return await self._call(self._lease, n, tuple(skip_hosts))
+
+    def _lease(self, n: int, skip_hosts: tuple[str, ...]) -> list[Request]:
+        marks = ",".join("?" * len(skip_hosts))
+        where = f"AND host NOT IN ({marks})" if skip_hosts else ""
+        rows = self.db.execute(
+            "SELECT url, depth, referrer, etag, last_modified, status, sha256, simhash, title "
+            f"FROM urls WHERE state=? {where} ORDER BY seq LIMIT ?",
+            (QUEUED, *skip_hosts, n)).fetchall()
+        if rows:
+            self.db.executemany("UPDATE urls SET state=? WHERE url=?",
+                                [(LEASED, r[0]) for r in rows])
+        requests = [Request(*r) for r in rows]
+        self.leased.update(r.url for r in requests)
+        return requests
+
+    async def release(self, urls: Sequence[str]) -> None:
+        await self._call(self._release, list(urls))
+
+    def _release(self, urls: list[str]) -> None:
+        self.db.executemany("UPDATE urls SET state=? WHERE url=? AND state=?",
+                            [(QUEUED, url, LEASED) for url in urls])
+        self.leased.difference_update(urls)
+
+    async def prepare(self, outcomes: Sequence[Outcome]) -> None:
+        await self._call(self._prepare, outcomes)
+
+    def _prepare(self, outcomes: Sequence[Outcome]) -> None:
+        db = self.db
+        db.execute("BEGIN")
+        for o in outcomes:
+            o.admitted = [self._insert(c.url, c.depth, c.referrer) for c in o.candidates]
+            if o.request is None:
+                continue
+            url = o.request.url
+            if o.state == "done" and o.simhash is not None:
+                o.near_duplicate_of = self._near_duplicate(url, o.simhash)
+            if o.state == "done" and o.status == 304:
+                db.execute("UPDATE urls SET state=?, fetched_at=? WHERE url=?",
+                           (DONE, o.fetched_at, url))
+            elif o.state == "done":
+                db.execute(
+                    "UPDATE urls SET state=?, fetched_at=?, status=?, etag=?, last_modified=?, "
+                    "sha256=?, simhash=?, title=? WHERE url=?",
+                    (DONE, o.fetched_at, o.status, o.etag, o.last_modified, o.sha256, o.simhash,
+                     o.title, url))
+            else:
+                db.execute("UPDATE urls SET state=?, fetched_at=coalesce(?, fetched_at) "
+                           "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
+            self.leased.discard(url)
+
+    def _near_duplicate(self, url: str, simhash: str) -> str | None:
+        value = int(simhash, 16)
+        blocks = [(value >> (16 * i)) & 0xFFFF for i in range(4)]
+        found = None
+        # Within distance 3 of 64 bits, two hashes share at least one of four 16-bit blocks.
+        if self._distance <= 3:
+            rows = self.db.execute(
+                "SELECT url, simhash FROM simhashes WHERE (b0=? OR b1=? OR b2=? OR b3=?) "
+                "AND url != ? ORDER BY rowid", (*blocks, url))
+        else:
+            rows = self.db.execute(
+                "SELECT url, simhash FROM simhashes WHERE url != ? ORDER BY rowid", (url,))
+        for other, other_hash in rows:
+            if (int(other_hash, 16) ^ value).bit_count() <= self._distance:
+                found = other
+                break
+        self.db.execute("INSERT OR REPLACE INTO simhashes VALUES (?, ?, ?, ?, ?, ?)",
+                        (url, simhash, *blocks))
+        return str(found) if found is not None else None
+
+    async def commit(self) -> None:
+        await self._call(self._commit)
+
+    def _commit(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+
+    async def pending(self) -> int:
+        return await self._call(self._pending)
+
+    def _pending(self) -> int:
+        row = self.db.execute("SELECT count(*) FROM urls WHERE state IN (?, ?)",
+                              (QUEUED, LEASED)).fetchone()
+        return int(row[0])
+
+    async def finish(self, stop_reason: str, finished_at: str | None) -> None:
+        await self._call(self._finish, stop_reason, finished_at)
+
+    def _finish(self, stop_reason: str, finished_at: str | None) -> None:
+        self.db.execute("UPDATE runs SET stop_reason=?, finished_at=? WHERE run_id=?",
+                        (stop_reason, finished_at, self._run))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await self._threads.run(self._close, db)
+        self._lock_file.release()
+
+    def _close(self, db: sqlite3.Connection) -> None:
+        with self._guard:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()

@@ -1,0 +1,79 @@
+"""Plain data passed between the stages; everything here pickles for the process pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A URL leased from the frontier, with what the frontier knows of its last fetch."""
+
+    url: str
+    depth: int
+    referrer: str | None
+    # validators and results of the last full fetch, for conditional requests on recrawl
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: int | None = None
+    sha256: str | None = None
+    simhash: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The last hop of a fetch: what the parse stage and the page record need."""
+
+    url: str  # as requested (normalized)
+    final_url: str  # after the redirects that were followed
+    status: int
+    headers: dict[str, str]  # lower-cased names; repeated headers joined by ", "
+    body: bytes  # decoded per Content-Encoding
+    elapsed_ms: int
+    attempts: int
+    fetched_at: str  # ISO 8601 UTC with a Z
+    location: str | None = None  # absolute redirect target not followed
+
+
+@dataclass(frozen=True, slots=True)
+class ParseInput:
+    """What crosses into a parse process: bytes and strings only."""
+
+    url: str  # final URL, the base for relative links
+    status: int
+    content_type: str | None  # media type without parameters
+    charset: str | None  # from the Content-Type header
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One outlink as the parser saw it; `refused` says why it may not be followed."""
+
+    to: str
+    text: str
+    nofollow: bool
+    refused: str | None = None  # None, or a reason: "scope", "deny", "length", "scheme", ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """What comes back from a parse process."""
+
+    sha256: str
+    is_html: bool
+    title: str | None = None
+    description: str | None = None
+    lang: str | None = None
+    canonical: str | None = None
+    words: int | None = None
+    simhash: str | None = None
+    encoding: str | None = None
+    links: list[Link] = field(default_factory=list)
+    links_dropped: int = 0  # past max_links_per_page
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # an extractor that raised: logged, the page still counts
+    busy_s: float = 0.0  # time spent inside the worker

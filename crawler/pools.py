@@ -1,0 +1,169 @@
+"""The two executors of the hybrid engine: processes for CPU work, threads for blocking clients.
+
+The runner owns both; stages get them handed down and never start their own. Each keeps the
+figures that `stats.json` reports (`tasks`, `busy_s`, `restarts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from . import parse
+from .models import ParseInput, ParseResult
+from .urls import LinkPolicy
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PoolFigures:
+    tasks: int = 0
+    busy_s: float = 0.0
+    restarts: int = 0
+
+    def snapshot(self) -> dict[str, float | int]:
+        return {"tasks": self.tasks, "busy_s": round(self.busy_s, 3), "restarts": self.restarts}
+
+
+class ParseFailed(Exception):
+    """A page that hung or crashed its parse process; it becomes an error record of kind parse."""
+
+
+class ThreadPool:
+    """Blocking clients (sqlite3, warcio, plain-function sinks), off the event loop."""
+
+    def __init__(self, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crawl-io")
+        self.figures = PoolFigures()
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed, fn, args, kwargs)
+
+    def _timed(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.figures.tasks += 1
+            self.figures.busy_s += time.perf_counter() - start
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """For libraries that take an executor (aiofiles); their time is not in `figures`."""
+        return self._executor
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class ParsePool:
+    """A `ProcessPoolExecutor` running `parse.parse_many`, rebuilt when a page breaks it.
+
+    A page that outlives `timeout` or kills its process costs that page only: the pool is
+    replaced, and the other pages that shared the broken pool are parsed again, one by one, on
+    the new one; only a page that breaks a pool on its own becomes a `ParseFailed`.
+    """
+
+    def __init__(self, workers: int, timeout: float, extractors: Sequence[str],
+                 policy: LinkPolicy | None, max_links: int) -> None:
+        self._workers = workers
+        self._timeout = timeout
+        self._initargs = (tuple(extractors), policy, max_links)
+        self.figures = PoolFigures()
+        self._generation = 0
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # forkserver: forking a process that runs threads and an event loop is unsafe
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=parse.init_worker,
+            initargs=self._initargs,
+        )
+
+    async def parse(self, inputs: list[ParseInput]) -> list[ParseResult | ParseFailed]:
+        """Results in the order of `inputs`."""
+        generation = self._generation
+        try:
+            results = await self._submit(inputs)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._rebuild(generation, exc)
+            if len(inputs) == 1:
+                return [ParseFailed(self._describe(exc))]
+            return [await self._one(inp) for inp in inputs]
+        return list(results)
+
+    async def _one(self, inp: ParseInput) -> ParseResult | ParseFailed:
+        generation = self._generation
+        try:
+            return (await self._submit([inp]))[0]
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._rebuild(generation, exc)
+            return ParseFailed(self._describe(exc))
+
+    async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, parse.parse_many, inputs)
+        results = await asyncio.wait_for(future, self._timeout * len(inputs))
+        self.figures.tasks += len(inputs)
+        self.figures.busy_s += sum(r.busy_s for r in results)
+        return results
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Any other CPU-bound top-level function (sitemaps), under the same time limit."""
+        generation = self._generation
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, fn, *args), self._timeout)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._rebuild(generation, exc)
+            raise ParseFailed(self._describe(exc)) from None
+        self.figures.tasks += 1
+        self.figures.busy_s += time.perf_counter() - start
+        return result
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"parsing took longer than parse_timeout ({self._timeout:g} s)"
+        return "the parse process died while parsing this page"
+
+    def _rebuild(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return  # another page already replaced the pool it shared with this one
+        log.warning("parse pool %s; starting a new one", "hung" if isinstance(exc, TimeoutError)
+                    else "broke")
+        self._kill()
+        self._generation += 1
+        self.figures.restarts += 1
+        self._executor = self._start()
+
+    def _kill(self) -> None:
+        # A hung worker never returns: shutdown() alone would wait for it forever. The stdlib
+        # gains terminate_workers() only in 3.14, hence the private attribute.
+        processes = dict(getattr(self._executor, "_processes", None) or {})
+        for process in processes.values():
+            if process.is_alive():
+                process.kill()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def terminate(self) -> None:
+        self._kill()

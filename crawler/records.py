@@ -1,0 +1,72 @@
+"""The output records of contract section 3, built from plain data; keys always present."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .models import Link, ParseResult, Request, Response
+
+Record = dict[str, Any]
+
+PAGE_KEYS = ("url", "final_url", "status", "depth", "referrer", "fetched_at", "content_type",
+             "bytes", "elapsed_ms", "attempts", "title", "description", "lang", "canonical",
+             "words", "links", "sha256", "simhash", "near_duplicate_of", "changed",
+             "not_modified", "location", "extra")
+LINK_KEYS = ("from", "to", "text", "nofollow", "followed")
+ERROR_KEYS = ("url", "depth", "referrer", "kind", "message", "attempts", "at")
+
+
+def media_type(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.partition(";")[0].strip().lower() or None
+
+
+def page_record(request: Request, response: Response, result: ParseResult | None) -> Record:
+    """A page record; `result` is None for a 304, whose fields come from the last full fetch."""
+    not_modified = response.status == 304
+    record: Record = {
+        "url": request.url,
+        "final_url": response.final_url,
+        "status": response.status,
+        "depth": request.depth,
+        "referrer": request.referrer,
+        "fetched_at": response.fetched_at,
+        "content_type": media_type(response.headers.get("content-type")),
+        "bytes": len(response.body),
+        "elapsed_ms": response.elapsed_ms,
+        "attempts": response.attempts,
+        "title": None, "description": None, "lang": None, "canonical": None,
+        "words": None, "links": 0,
+        "sha256": hashlib.sha256(response.body).hexdigest() if result is None else result.sha256,
+        "simhash": None,
+        "near_duplicate_of": None,
+        "changed": None,
+        "not_modified": not_modified,
+        "location": response.location,
+        "extra": {},
+    }
+    if not_modified:
+        record.update(sha256=request.sha256, simhash=request.simhash, title=request.title,
+                      changed=False)
+    elif result is not None:
+        if result.is_html:
+            record.update(title=result.title, description=result.description, lang=result.lang,
+                          canonical=result.canonical, words=result.words,
+                          simhash=result.simhash)
+        record["links"] = len(result.links) + result.links_dropped
+        record["extra"] = result.extra
+        if request.sha256 is not None:
+            record["changed"] = result.sha256 != request.sha256
+    return record
+
+
+def link_record(source: str, link: Link, followed: bool) -> Record:
+    return {"from": source, "to": link.to, "text": link.text, "nofollow": link.nofollow,
+            "followed": followed}
+
+
+def error_record(request: Request, kind: str, message: str, attempts: int, at: str) -> Record:
+    return {"url": request.url, "depth": request.depth, "referrer": request.referrer,
+            "kind": kind, "message": message, "attempts": attempts, "at": at}

@@ -1,0 +1,115 @@
+"""Step 3a: robots.txt per RFC 9309, fetched once per origin per run, parsed by protego."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from protego import Protego
+
+log = logging.getLogger(__name__)
+
+ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 2.5: parse at least 500 KiB
+
+# (status, body) of a robots.txt download after its redirects; status 0 means unreachable.
+Download = Callable[[str], Awaitable[tuple[int, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsRules:
+    """What one origin's robots.txt says to us."""
+
+    parser: Protego | None  # None: no rules (allow all) or `deny_all`
+    deny_all: bool = False
+    crawl_delay: float | None = None
+    sitemaps: tuple[str, ...] = field(default=())
+
+    def allows(self, url: str, user_agent: str) -> bool:
+        if self.deny_all:
+            return False
+        if self.parser is None:
+            return True
+        return bool(self.parser.can_fetch(url, user_agent))
+
+
+ALLOW_ALL = RobotsRules(parser=None)
+DENY_ALL = RobotsRules(parser=None, deny_all=True)
+
+
+def rules_from(status: int, body: bytes, user_agent: str) -> RobotsRules:
+    """RFC 9309 2.3.1: 2xx rules apply; 4xx means no rules; 5xx or unreachable means none
+    may be fetched. 429 counts as unreachable, as Google treats it."""
+    if 200 <= status < 300:
+        text = body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace").lstrip("\ufeff")
+        try:
+            parser = Protego.parse(text)
+        except Exception as exc:  # protego is lenient; a parser bug must not stop the crawl
+            log.warning("robots.txt could not be parsed (%s); no rules apply", exc)
+            return ALLOW_ALL
+        delay = parser.crawl_delay(user_agent)
+        return RobotsRules(parser=parser, crawl_delay=float(delay) if delay else None,
+                           sitemaps=tuple(parser.sitemaps))
+    if 400 <= status < 500 and status != 429:
+        return ALLOW_ALL
+    return DENY_ALL
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Robots:
+    """The per-run cache: one download per origin, shared by every request that waits on it."""
+
+    def __init__(self, download: Download, user_agent: str, *, obey: bool = True) -> None:
+        self._download = download
+        self._user_agent = user_agent
+        self._obey = obey
+        self._rules: dict[str, asyncio.Task[RobotsRules]] = {}
+        self.fetched = 0
+        # told of each origin's sitemaps once its rules are in
+        self.on_loaded: Callable[[str, Sequence[str]], None] | None = None
+
+    def known(self, url: str) -> bool | None:
+        """Whether `url` may be fetched, if this origin's rules are already here; else None."""
+        if not self._obey:
+            return True
+        task = self._rules.get(origin_of(url))
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.result().allows(url, self._user_agent)
+
+    async def rules(self, url: str) -> RobotsRules:
+        origin = origin_of(url)
+        task = self._rules.get(origin)
+        if task is None:
+            # a task of its own, so that a waiter that is cancelled does not cancel the download
+            task = asyncio.create_task(self._load(origin), name=f"robots {origin}")
+            self._rules[origin] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, origin: str) -> RobotsRules:
+        try:
+            status, body = await self._download(origin + "/robots.txt")
+            rules = rules_from(status, body, self._user_agent)
+        except Exception as exc:  # unreachable: RFC 9309 says assume complete disallow
+            log.info("robots.txt of %s unreachable (%s): disallowing the origin", origin, exc)
+            rules = DENY_ALL
+        self.fetched += 1
+        if self.on_loaded is not None and rules.sitemaps:
+            self.on_loaded(origin, rules.sitemaps)
+        return rules
+
+    async def close(self) -> None:
+        for task in self._rules.values():
+            task.cancel()
+        await asyncio.gather(*self._rules.values(), return_exceptions=True)
+
+    async def allows(self, url: str) -> bool:
+        if not self._obey:
+            return True
+        return (await self.rules(url)).allows(url, self._user_agent)

@@ -1,0 +1,507 @@
+"""The engine: wires the stages of the data flow together on one event loop.
+
+seeds -> frontier -> fetch (loop) -> parse (process pool) -> records -> frontier + sinks.
+The runner owns every task, both pools and the one ClientSession; stopping is: stop leasing,
+cancel what is in flight (its URLs go back to the queue), flush, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .errors import FetchError, OutputError
+from .fetch import AddressGuard, Disallowed, Fetcher, utc_iso
+from .frontier import Candidate, Frontier, Outcome, RunInfo
+from .frontier.sqlite import SqliteFrontier
+from .models import Link, ParseInput, ParseResult, Request, Response
+from .pools import ParseFailed, ParsePool, ThreadPool
+from .progress import Progress
+from .records import error_record, link_record, page_record
+from .settings import Settings
+from .sinks import JsonlFiles, PluginSinks, Record, write_json_atomic
+from .stats import Stats
+from .urls import LinkPolicy, host_of
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.1
+FLUSH_BATCH = 256
+
+
+class Runner:
+    """One invocation of one job: `await Runner(settings, seeds).run()` gives the exit code."""
+
+    def __init__(self, settings: Settings, seeds: Sequence[str], job: str) -> None:
+        self.s = settings
+        self.seeds = list(seeds)
+        self.job = job
+        self.job_dir = Path(settings.out) / job
+        self.stats = Stats()
+        self.stop_reason: str | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._buffer: dict[str, deque[Request]] = {}
+        self._pending: list[tuple[Outcome, Record | None, list[Link], Record | None]] = []
+        self._flush_lock = asyncio.Lock()
+        self._page_budget = settings.max_pages or None
+        self._attempted = False
+        self._host_inflight: dict[str, int] = {}
+        self._abandoned: list[str] = []
+        self._signals = 0
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _make_dirs(self) -> None:
+        try:
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.job_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.job_dir}: {exc.strerror or exc}") from None
+
+    async def _policy(self) -> LinkPolicy:
+        resolved: dict[str, list[str]] = {}
+        if self.s.private_networks == "seeds":
+            loop = asyncio.get_running_loop()
+            for host in {host_of(u) for u in self.seeds}:
+                try:
+                    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+                    resolved[host] = [str(info[4][0]) for info in infos]
+                except OSError:
+                    resolved[host] = []
+        return LinkPolicy.for_seeds(
+            self.seeds, scope=self.s.scope, allow=self.s.allow, deny=self.s.deny,
+            max_url_length=self.s.max_url_length, private_networks=self.s.private_networks,
+            resolved=resolved)
+
+    async def run(self) -> int:
+        await asyncio.get_running_loop().run_in_executor(None, self._make_dirs)
+        self.threads = ThreadPool(self.s.threads)
+        try:
+            return await self._run()
+        finally:
+            self.threads.shutdown()
+
+    async def _run(self) -> int:
+        self.policy = await self._policy()
+        frontier: Frontier = SqliteFrontier(
+            self.job_dir, self.threads, max_pages_per_host=self.s.max_pages_per_host,
+            near_duplicate_distance=self.s.near_duplicate_distance)
+        self.frontier = frontier
+        info = await frontier.open(self.seeds, fresh=self.s.fresh,
+                                   recrawl_after_s=self.s.recrawl_after_s)
+        try:
+            return await self._run_with(info)
+        finally:
+            await frontier.close()
+
+    async def _run_with(self, info: RunInfo) -> int:
+        self.info = info
+        self.run_dir = self.job_dir / "runs" / info.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("%s run %s of job %s in %s", "resuming" if info.resumed else "starting",
+                 info.run_id, self.job, self.run_dir)
+        self.files = JsonlFiles(self.run_dir, self.threads)
+        self.sinks = PluginSinks(self.s.sinks, self.threads, self.stats, self.s.sink_queue)
+        self.parser = ParsePool(self.s.worker_count, self.s.parse_timeout, self.s.extractors,
+                                self.policy, self.s.max_links_per_page)
+        guard = AddressGuard(self.policy)
+        connector = aiohttp.TCPConnector(limit=self.s.concurrency, limit_per_host=0,
+                                         resolver=guard, use_dns_cache=False)
+        session = aiohttp.ClientSession(
+            connector=connector, headers={"User-Agent": self.s.user_agent},
+            auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
+        await self.files.open()
+        self.sinks.start()
+        self.progress = Progress(self.s, self.stats)
+        try:
+            async with session:
+                self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
+                self.fetcher.robots.on_loaded = self._on_robots
+                await self._crawl()
+        finally:
+            await self._shutdown()
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        if self.stop_reason == "interrupted":
+            return 130
+        if self._attempted and self.stats.responses == 0:
+            return 4
+        return 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _crawl(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        background = [
+            asyncio.create_task(self.stats.lag.run(), name="loop lag"),
+            asyncio.create_task(self._report_loop(), name="stats"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+        ]
+        if self.s.max_runtime_s:
+            background.append(asyncio.create_task(self._deadline(self.s.max_runtime_s)))
+        self.progress.start()
+        try:
+            await self._dispatch()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._abandon_inflight()
+            await self._flush()
+            self.progress.stop()
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now; the next run resumes from the last flush")
+            self.parser.terminate()
+            os._exit(130)
+        log.warning("stopping: finishing what is on disk; send the signal again to exit at once")
+        self.stop("interrupted")
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+        self._wake.set()
+
+    async def _deadline(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.stop("max_runtime")
+
+    async def _dispatch(self) -> None:
+        """Lease URLs, start a task per URL while the global and per-host limits allow."""
+        idle_leases = 0
+        while not self._stop.is_set():
+            self._wake.clear()
+            buffered = sum(len(q) for q in self._buffer.values())
+            if buffered < self.s.concurrency * 2:
+                skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
+                leased = await self.frontier.lease(self.s.concurrency * 2 - buffered, skip)
+                for request in leased:
+                    self._buffer.setdefault(host_of(request.url), deque()).append(request)
+                idle_leases = 0 if leased else idle_leases + 1
+            started = self._start_ready()
+            if not self._inflight and not self._buffered():
+                await self._flush()
+                if not self._pending and idle_leases:
+                    if await self.frontier.pending() == 0:
+                        self.stop("exhausted")
+                        break
+                    await asyncio.sleep(0.05)  # URLs leased elsewhere: wait for them
+                continue
+            if not started:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._next_wake())
+                except TimeoutError:
+                    pass
+
+    def _buffered(self) -> int:
+        return sum(len(q) for q in self._buffer.values())
+
+    def _start_ready(self) -> int:
+        started = 0
+        now = time.monotonic()
+        for host in list(self._buffer):
+            queue = self._buffer[host]
+            slot = self.fetcher.slot(host)
+            while (queue and len(self._inflight) < self.s.concurrency
+                   and self._host_inflight.get(host, 0) < slot.concurrency
+                   and slot.ready_at() <= now):
+                request = queue.popleft()
+                self._host_inflight[host] = self._host_inflight.get(host, 0) + 1
+                self._inflight[request.url] = asyncio.create_task(
+                    self._process(request), name=request.url)
+                started += 1
+                if slot.delay:
+                    break  # one start per wake for a delayed host; the slot spaces them
+            if not queue:
+                del self._buffer[host]
+        return started
+
+    def _next_wake(self) -> float:
+        now = time.monotonic()
+        times = [self.fetcher.slot(h).ready_at() - now for h in self._buffer]
+        return max(0.01, min([0.5, *times]))
+
+    async def _abandon_inflight(self) -> None:
+        tasks = list(self._inflight.values())
+        urls = [r.url for q in self._buffer.values() for r in q] + list(self._inflight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        urls += self._abandoned
+        self._abandoned = []
+        self._inflight.clear()
+        self._host_inflight.clear()
+        self._buffer.clear()
+        if urls:
+            await self.frontier.release(urls)
+
+    # -- one URL ----------------------------------------------------------------------------
+
+    async def _process(self, request: Request) -> None:
+        task = asyncio.current_task()
+        try:
+            await self._handle(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must cost one URL, not the crawl
+            log.exception("internal error on %s", request.url)
+            self._add(Outcome(request, "failed", fetched_at=time.time()), None, [],
+                      error_record(request, "other", f"internal error: {exc!r}", 1,
+                                   utc_iso(time.time())))
+        finally:
+            if self._inflight.get(request.url) is task:
+                del self._inflight[request.url]
+                host = host_of(request.url)
+                self._host_inflight[host] -= 1
+            self._wake.set()
+
+    async def _handle(self, request: Request) -> None:
+        self._attempted = True
+        try:
+            response = await self.fetcher.fetch(request)
+        except Disallowed:
+            self.stats.count("robots_blocked")
+            self._add(Outcome(request, "skipped"), None, [], None)
+            return
+        except FetchError as exc:
+            self._fail(request, exc.kind, str(exc), exc.attempts)
+            return
+        result: ParseResult | ParseFailed | None = None
+        if response.status != 304:
+            ctype, charset = _content_type(response.headers.get("content-type"))
+            inp = ParseInput(url=response.final_url, status=response.status, content_type=ctype,
+                             charset=charset, headers=response.headers, body=response.body)
+            result = (await self.parser.parse([inp]))[0]
+        if isinstance(result, ParseFailed):
+            self._fail(request, "parse", str(result), response.attempts)
+            return
+        self._page(request, response, result)
+
+    def _fail(self, request: Request, kind: str, message: str, attempts: int) -> None:
+        now = time.time()
+        self._add(Outcome(request, "failed", fetched_at=now), None, [],
+                  error_record(request, kind, message, attempts, utc_iso(now)))
+
+    def _page(self, request: Request, response: Response, result: ParseResult | None) -> None:
+        if self._page_budget is not None:
+            if self._page_budget <= 0:
+                self._abandoned.append(request.url)  # past --max-pages: back to the queue
+                return
+            self._page_budget -= 1
+            if self._page_budget == 0:
+                self.stop("max_pages")
+        if result is not None and result.error:
+            self.stats.count("extractor_errors")
+            log.warning("extractor failed on %s: %s", request.url, result.error)
+        record = page_record(request, response, result)
+        links = result.links if result is not None else []
+        if result is not None:
+            self.stats.count("links_dropped", result.links_dropped)
+        outcome = Outcome(
+            request, "done", status=response.status,
+            fetched_at=time.time(), etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
+            candidates=self._candidates(request, links, record))
+        self._add(outcome, record, links, None)
+
+    def _candidates(self, request: Request, links: Sequence[Link],
+                    record: Record) -> list[Candidate]:
+        """The page's links that may join the frontier, once each, in document order."""
+        depth = request.depth + 1
+        if 0 <= self.s.max_depth < depth:
+            return []
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        referrer = request.url
+        for link in links:
+            if link.refused is not None:
+                self.stats.count("out_of_scope")
+                continue
+            if link.nofollow and not self.s.follow_nofollow:
+                continue
+            if link.to in seen:
+                continue
+            if self.fetcher.robots.known(link.to) is False:
+                self.stats.count("robots_blocked")
+                continue
+            seen.add(link.to)
+            out.append(Candidate(link.to, depth, referrer))
+        return out
+
+    def _add(self, outcome: Outcome, page: Record | None, links: list[Link],
+             error: Record | None) -> None:
+        self._pending.append((outcome, page, links, error))
+        if len(self._pending) >= FLUSH_BATCH:
+            self._wake.set()
+
+    # -- making it durable ------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """State and records of finished URLs: prepare in SQLite, write the lines, commit."""
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, []
+            await self.frontier.prepare([o for o, *_ in batch])
+            pages: list[Record] = []
+            link_records: list[Record] = []
+            errors: list[Record] = []
+            for outcome, page, links, error in batch:
+                if page is not None:
+                    page["near_duplicate_of"] = outcome.near_duplicate_of
+                    pages.append(page)
+                    link_records.extend(self._link_records(outcome, page, links))
+                    self._count_page(outcome.request, page)
+                if error is not None:
+                    errors.append(error)
+                    self.stats.error(error["kind"])
+                self.stats.count("duplicates", outcome.admitted.count(False))
+            await self.files.write({"pages": pages, "links": link_records, "errors": errors})
+            await self.frontier.commit()
+            for page in pages:
+                await self.sinks.put(page)
+            self._wake.set()
+
+    def _link_records(self, outcome: Outcome, page: Record, links: list[Link]) -> list[Record]:
+        admitted = {c.url: ok for c, ok in zip(outcome.candidates, outcome.admitted, strict=True)}
+        records = []
+        for link in links:
+            followed = admitted.pop(link.to, False)  # a repeat of a link is not followed again
+            records.append(link_record(page["url"], link, followed))
+        self.stats.count("links", len(records))
+        return records
+
+    def _count_page(self, request: Request | None, page: Record) -> None:
+        self.stats.page(page["status"], page["bytes"] or 0)
+        if request is None or request.last_status is None:
+            self.stats.count("new")
+        elif page["not_modified"] or page["changed"] is False:
+            self.stats.count("unchanged")
+        elif page["changed"]:
+            self.stats.count("changed")
+        if page["status"] in (404, 410) and request is not None and (
+                request.last_status is not None and 200 <= request.last_status < 300):
+            self.stats.count("gone")
+
+    # -- sitemaps ---------------------------------------------------------------------------
+
+    def _on_robots(self, origin: str, sitemaps: Sequence[str]) -> None:
+        if self.s.sitemaps and sitemaps and not self._stop.is_set():
+            asyncio.create_task(self._read_sitemaps(origin, sitemaps))
+
+    async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
+        from .parse import parse_sitemap
+
+        queue = [u for u in sitemaps if u.startswith(origin)][:50]
+        seen: set[str] = set()
+        while queue and not self._stop.is_set() and len(seen) < 50:
+            url = queue.pop(0)
+            if url in seen:
+                continue
+            seen.add(url)
+            try:
+                status, body = await self.fetcher.document(url)
+            except FetchError as exc:
+                log.info("sitemap %s: %s", url, exc)
+                continue
+            if status != 200:
+                continue
+            pages, children = await self.parser.call(parse_sitemap, body, 50_000)
+            queue.extend(c for c in children if c.startswith(origin))
+            candidates = [Candidate(p, 1, url) for p in pages
+                          if self.policy.refusal(p) is None and self.s.max_depth != 0]
+            if candidates:
+                self._add(Outcome(None, "admit", candidates=candidates), None, [], None)
+        log.debug("read %d sitemap(s) of %s", len(seen), origin)
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def snapshot(self, finished_at: str | None = None) -> dict[str, Any]:
+        return self.stats.snapshot(
+            job=self.job, run_id=self.info.run_id, started_at=self.info.started_at,
+            finished_at=finished_at, stop_reason=self.stop_reason,
+            frontier_left=self._left,
+            process_pool=self.parser.figures.snapshot(),
+            thread_pool=self.threads.figures.snapshot(),
+        )
+
+    _left = 0
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.stats_interval)
+            self._left = await self.frontier.pending()
+            data = self.snapshot()
+            await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
+            self.progress.tick(data)
+
+    async def _shutdown(self) -> None:
+        await self.files.close()
+        await self.sinks.close()
+        if hasattr(self, "fetcher"):
+            await self.fetcher.robots.close()
+        self.parser.shutdown()
+        self._left = await self.frontier.pending()
+        finished = self.stop_reason == "exhausted" and self._left == 0
+        finished_at = utc_iso(time.time()) if finished else None
+        await self.frontier.finish(self.stop_reason or "interrupted", finished_at)
+        data = self.snapshot(finished_at)
+        await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
+        if finished:
+            await self.threads.run(_point_latest, self.job_dir, self.run_dir)
+        self.progress.summary(data, self.run_dir)
+
+
+def _point_latest(job_dir: Path, run_dir: Path) -> None:
+    link = job_dir / "latest"
+    tmp = job_dir / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(Path("runs") / run_dir.name)
+    os.replace(tmp, link)
+
+
+def _content_type(value: str | None) -> tuple[str | None, str | None]:
+    """Media type without parameters, and the charset parameter."""
+    if not value:
+        return None, None
+    media, _, params = value.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = val.strip().strip("\"'") or None
+    return media.strip().lower() or None, charset
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

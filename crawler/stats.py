@@ -1,0 +1,82 @@
+"""Step 6: the run's figures: counters, status codes, the event loop's lag, the pools' time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from typing import Any
+
+LAG_INTERVAL_S = 0.05
+LAG_SAMPLES = 20_000
+
+
+class LoopLag:
+    """How late the event loop wakes a sleeper: the proof that nothing blocks it."""
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.max_ms = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_INTERVAL_S)
+            lag_ms = max(0.0, (loop.time() - start - LAG_INTERVAL_S) * 1000)
+            self._samples.append(lag_ms)
+            self.max_ms = max(self.max_ms, lag_ms)
+
+    def snapshot(self) -> dict[str, float]:
+        ordered = sorted(self._samples)
+        if not ordered:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(self.max_ms, 2)}
+
+
+class Stats:
+    """One mutable tally for the run, read through `snapshot()`; keys are the contract's."""
+
+    COUNTERS = ("pages", "errors", "bytes", "robots_blocked", "out_of_scope", "duplicates",
+                "retries", "new", "changed", "unchanged", "gone", "links", "sink_errors",
+                "extractor_errors", "links_dropped", "blocked_private", "host_budget")
+
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter({k: 0 for k in self.COUNTERS})
+        self.status_counts: Counter[str] = Counter()
+        self.errors_by_kind: Counter[str] = Counter()
+        self.responses = 0  # attempts that got any HTTP answer: exit 4 when none did
+        self.lag = LoopLag()
+        self.started = time.monotonic()
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] += n
+
+    def page(self, status: int, size: int) -> None:
+        self.counters["pages"] += 1
+        self.counters["bytes"] += size
+        self.status_counts[str(status)] += 1
+
+    def error(self, kind: str) -> None:
+        self.counters["errors"] += 1
+        self.errors_by_kind[kind] += 1
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        duration = self.elapsed_s()
+        data: dict[str, Any] = {
+            **extra,
+            "duration_s": round(duration, 3),
+            **dict(self.counters),
+            "pages_per_s": round(self.counters["pages"] / duration, 2) if duration else 0.0,
+            "status_counts": dict(sorted(self.status_counts.items())),
+            "errors_by_kind": dict(sorted(self.errors_by_kind.items())),
+            "loop_lag_ms": self.lag.snapshot(),
+        }
+        return data

@@ -1,0 +1,362 @@
+"""URL normalization, scope and address rules: the frontier's admission checks."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urljoin, urlsplit
+
+import tldextract
+
+__all__ = [
+    "ADDRESS_CLASSES",
+    "LinkPolicy",
+    "address_class",
+    "host_of",
+    "ip_literal",
+    "normalize",
+    "registrable_domain",
+    "validate_pattern",
+]
+
+# every class but "public"; the order is the order of the checks in address_class
+ADDRESS_CLASSES = ("loopback", "reserved", "link_local", "unique_local", "private")
+_SCOPES = ("host", "domain", "any")
+_SESSION_NAMES = frozenset({"jsessionid", "phpsessid", "sid", "sessionid"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# browsers strip C0 controls and spaces around an href and drop tabs and newlines inside it
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# an escape, or a character outside RFC 3986 pchar (unreserved, sub-delims, ":", "@") and
+# the component's own delimiters; a "%" that starts no escape is itself escaped
+_PATH_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+_QUERY_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]")
+
+_HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+_PORT_RE = re.compile(r"[0-9]*")
+_NUMERIC_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_IPV4_PART_RE = {16: re.compile(r"[0-9a-f]*"), 8: re.compile(r"[0-7]+"), 10: re.compile(r"[0-9]+")}
+
+_PRIVATE_V4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+_UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+
+
+def normalize(url: str, base: str | None = None) -> str | None:
+    """Give every spelling of a page one key, so dedup works; None for what is not fetched.
+
+    Never raises: hrefs come from arbitrary pages, and a bad one must cost only itself.
+    """
+    try:
+        return _normalize(url, base)
+    except ValueError:  # also UnicodeError: bad IDN labels, lone surrogates, bad %-UTF-8 hosts
+        return None
+
+
+def _clean(raw: str) -> str:
+    return raw.strip(_C0_OR_SPACE).translate(_TAB_NEWLINE)
+
+
+def _normalize(url: str, base: str | None) -> str | None:
+    joined = urljoin(_clean(base), _clean(url)) if base is not None else _clean(url)
+    parts = urlsplit(joined)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    netloc = parts.netloc.rpartition("@")[2]  # userinfo is dropped
+    if netloc.startswith("["):
+        literal, bracket, port = netloc[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return None
+        # zone identifiers ("%eth0") mean nothing to another machine
+        host = None if "%" in literal else f"[{ipaddress.IPv6Address(literal)}]"
+        port = port[1:]
+    else:
+        host_part, _, port = netloc.partition(":")
+        host = _name_host(host_part)
+    if host is None or not _PORT_RE.fullmatch(port):
+        return None
+    if port and not 0 < int(port) < 65536:
+        return None
+    authority = host if not port or int(port) == _DEFAULT_PORTS[scheme] else f"{host}:{int(port)}"
+    path = _remove_dot_segments(_strip_path_sessions(_escape(parts.path or "/", _PATH_UNSAFE)))
+    query = _strip_query_sessions(_escape(parts.query, _QUERY_UNSAFE))
+    return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
+
+
+def _name_host(raw: str) -> str | None:
+    # IDNA 2003 (the stdlib codec) also lower-cases and maps full-width dots and digits
+    host = unquote(raw, errors="strict").lower().encode("idna").decode("ascii").lower()
+    host = host.removesuffix(".")
+    if not _HOST_RE.fullmatch(host):
+        return None
+    last = host.rpartition(".")[2]
+    if _NUMERIC_LABEL_RE.fullmatch(last):  # WHATWG: a host ending in a number is IPv4
+        return _whatwg_ipv4(host)
+    return host
+
+
+def _whatwg_ipv4(host: str) -> str | None:
+    # browsers and getaddrinfo read 2130706433 and 0x7f.1 as 127.0.0.1; so must the private check
+    labels = host.split(".")
+    if len(labels) > 4:
+        return None
+    numbers = []
+    for label in labels:
+        if label.startswith("0x"):
+            digits, radix = label[2:], 16
+        elif len(label) > 1 and label.startswith("0"):
+            digits, radix = label[1:], 8
+        else:
+            digits, radix = label, 10
+        if not _IPV4_PART_RE[radix].fullmatch(digits):
+            return None
+        numbers.append(int(digits, radix) if digits else 0)
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last + sum(n << (8 * (3 - i)) for i, n in enumerate(head))
+    return str(ipaddress.IPv4Address(value))
+
+
+def _escape(text: str, unsafe: re.Pattern[str]) -> str:
+    def fix(match: re.Match[str]) -> str:
+        if match[1]:
+            char = chr(int(match[1], 16))
+            return char if char in _UNRESERVED else match[0].upper()
+        return "".join(f"%{byte:02X}" for byte in match[0].encode("utf-8"))
+
+    return unsafe.sub(fix, text)
+
+
+def _strip_path_sessions(path: str) -> str:
+    segments = []
+    for segment in path.split("/"):
+        name, *params = segment.split(";")
+        kept = [p for p in params if p.partition("=")[0].lower() not in _SESSION_NAMES]
+        segments.append(";".join([name, *kept]))
+    return "/".join(segments)
+
+
+def _strip_query_sessions(query: str) -> str:
+    pairs = query.split("&")
+    return "&".join(p for p in pairs if p.partition("=")[0].lower() not in _SESSION_NAMES)
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 5.2.4 for an absolute path; ".." above the root stays at the root
+    segments = path.split("/")[1:]
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+            continue
+        if last:
+            out.append("")
+    return "/" + "/".join(out)
+
+
+def host_of(url: str) -> str:
+    """Scope and politeness key on the host name alone, port aside (contract 4a)."""
+    return urlsplit(url).hostname or ""
+
+
+@functools.cache
+def _extractor() -> tldextract.TLDExtract:
+    # the bundled snapshot only: no fetch of the suffix list, no cache file under ~/.cache;
+    # private suffixes (github.io, ...) included, so one user's site is not its whole host
+    return tldextract.TLDExtract(
+        suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def registrable_domain(host: str) -> str:
+    """Group a site's hosts (www., shop., ...) under one key for the "domain" scope.
+
+    A host under no known suffix falls to the Public Suffix List's default rule (its last
+    label is the suffix); a host that is itself a suffix stands for itself.
+    """
+    if "." not in host or ip_literal(host) is not None:
+        return host
+    found = _extractor()(host)
+    if found.top_domain_under_public_suffix:
+        return found.top_domain_under_public_suffix
+    if not found.suffix:
+        return ".".join(host.split(".")[-2:])
+    return host
+
+
+def ip_literal(host: str) -> str | None:
+    """Tell an address-valued host, checkable before any lookup, from a name to resolve."""
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        return None
+
+
+def address_class(ip: str) -> str:
+    """Say where an address lies so links from public pages cannot reach inner networks.
+
+    Raises ValueError for anything that is not an IP address. Addresses that are not
+    globally routable and fit no named class count as "reserved".
+    """
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return "loopback"
+    if addr.is_unspecified or addr.is_multicast or addr.is_reserved:
+        return "reserved"
+    if isinstance(addr, ipaddress.IPv4Address) and addr in _THIS_NETWORK:
+        return "reserved"
+    if addr.is_link_local:
+        return "link_local"
+    if isinstance(addr, ipaddress.IPv6Address) and addr in _UNIQUE_LOCAL:
+        return "unique_local"
+    if isinstance(addr, ipaddress.IPv4Address) and any(addr in n for n in _PRIVATE_V4):
+        return "private"
+    return "public" if addr.is_global else "reserved"
+
+
+def validate_pattern(pattern: str) -> str | None:
+    """Let settings reject a bad allow/deny regex at start, naming it, not mid-crawl."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as exc:
+        return f"invalid regular expression {pattern!r}: {exc}"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    # compiled here, not held by the policy, so the policy stays plain picklable data
+    return tuple(re.compile(p) for p in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    """Which normalized URLs the crawler may follow; picklable, so parse workers can filter.
+
+    `private_allowed` names the address classes (see ADDRESS_CLASSES) fetchable besides
+    "public"; the fetcher checks resolved addresses with `address_allowed`.
+    """
+
+    scope: str
+    seed_hosts: frozenset[str]
+    seed_domains: frozenset[str]
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    max_url_length: int = 2048
+    private_allowed: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.scope not in _SCOPES:
+            raise ValueError(f"scope {self.scope!r}: expected one of {', '.join(_SCOPES)}")
+        unknown = self.private_allowed - set(ADDRESS_CLASSES)
+        if unknown:
+            raise ValueError(f"private_allowed {sorted(unknown)}: not address classes")
+        for pattern in self.allow + self.deny:
+            error = validate_pattern(pattern)
+            if error:
+                raise ValueError(error)
+
+    def refusal(self, url: str) -> str | None:
+        """Say why a link is not followed, so stats can count refusals by reason."""
+        if len(url) > self.max_url_length:
+            return "length"
+        host = host_of(url)
+        if self.scope == "host" and host not in self.seed_hosts:
+            return "scope"
+        if self.scope == "domain" and registrable_domain(host) not in self.seed_domains:
+            return "scope"
+        ip = ip_literal(host)
+        if ip is not None and not self.address_allowed(ip):
+            return "private"
+        if self.allow and not any(p.search(url) for p in _compiled(self.allow)):
+            return "allow"
+        if any(p.search(url) for p in _compiled(self.deny)):
+            return "deny"
+        return None
+
+    def address_allowed(self, ip: str) -> bool:
+        """Check a resolved address at connect time, where DNS tricks cannot hide it.
+
+        Fails closed: a string that is not an address is not allowed.
+        """
+        try:
+            kind = address_class(ip)
+        except ValueError:
+            return False
+        return kind == "public" or kind in self.private_allowed
+
+    @classmethod
+    def for_seeds(
+        cls,
+        seeds: Iterable[str],
+        *,
+        scope: str,
+        private_networks: str,
+        allow: Iterable[str] = (),
+        deny: Iterable[str] = (),
+        max_url_length: int = 2048,
+        resolved: Mapping[str, Iterable[str]] | None = None,
+    ) -> LinkPolicy:
+        """Derive scope and private-network rights from the seeds, the one trusted input.
+
+        With private_networks "seeds", a seed in a private range opens that range only.
+        Raises ValueError for a seed that is not an http(s) URL or an unknown mode.
+        """
+        hosts: set[str] = set()
+        for seed in seeds:
+            url = normalize(seed)
+            if url is None:
+                raise ValueError(f"seed {seed!r} is not an http(s) URL")
+            hosts.add(host_of(url))
+        if private_networks == "allow":
+            allowed = frozenset(ADDRESS_CLASSES)
+        elif private_networks == "deny":
+            allowed = frozenset()
+        elif private_networks == "seeds":
+            allowed = frozenset(_seed_classes(hosts, resolved or {})) - {"public"}
+        else:
+            raise ValueError(
+                f"private_networks {private_networks!r}: expected seeds, allow or deny"
+            )
+        return cls(
+            scope=scope,
+            seed_hosts=frozenset(hosts),
+            seed_domains=frozenset(registrable_domain(h) for h in hosts),
+            allow=tuple(allow),
+            deny=tuple(deny),
+            max_url_length=max_url_length,
+            private_allowed=allowed,
+        )
+
+
+def _seed_classes(hosts: Iterable[str], resolved: Mapping[str, Iterable[str]]) -> Iterable[str]:
+    for host in hosts:
+        ip = ip_literal(host)
+        if ip is not None:
+            yield address_class(ip)
+            continue
+        if host == "localhost" or host.endswith(".localhost"):  # RFC 6761
+            yield "loopback"
+        for address in resolved.get(host, ()):
+            literal = ip_literal(address)
+            if literal is not None:
+                yield address_class(literal)

@@ -1,0 +1,322 @@
+"""Shared fixtures: the hostile `site`, the `crawl` subprocess runner and output readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `tests.site` must not be shadowed by the standard `site`
+    sys.path.insert(0, str(ROOT))
+
+from tests.site import BIG, LOG, ROBOTS, BigStream, Hit, RobotsConfig, make_site  # noqa: E402
+
+CRAWL = Path(sys.executable).parent / "crawl"
+
+PAGE_KEYS = frozenset({
+    "url", "final_url", "status", "depth", "referrer", "fetched_at", "content_type", "bytes",
+    "elapsed_ms", "attempts", "title", "description", "lang", "canonical", "words", "links",
+    "sha256", "simhash", "near_duplicate_of", "changed", "not_modified", "location", "extra",
+})
+LINK_KEYS = frozenset({"from", "to", "text", "nofollow", "followed"})
+ERROR_KEYS = frozenset({"url", "depth", "referrer", "kind", "message", "attempts", "at"})
+ERROR_KINDS = frozenset({"timeout", "connection", "too_large", "redirects", "content", "parse",
+                         "other"})
+STATS_KEYS = frozenset({
+    "job", "run_id", "started_at", "finished_at", "duration_s", "pages", "errors", "bytes",
+    "pages_per_s", "status_counts", "robots_blocked", "out_of_scope", "duplicates", "retries",
+    "frontier_left", "stop_reason", "new", "changed", "unchanged", "gone", "loop_lag_ms",
+    "process_pool", "thread_pool",
+})
+RUN_ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+HEX16_RE = re.compile(r"^[0-9a-f]{16}$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- the site -------------------------------------------------------------------------------
+
+
+class Site:
+    """The running hostile site: URLs into it and what it has been asked."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.origin = f"http://127.0.0.1:{port}"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    @property
+    def log(self) -> list[Hit]:
+        return self.app[LOG]  # type: ignore[no-any-return]
+
+    @property
+    def robots(self) -> RobotsConfig:
+        return self.app[ROBOTS]  # type: ignore[no-any-return]
+
+    @property
+    def big_streams(self) -> list[BigStream]:
+        return self.app[BIG]  # type: ignore[no-any-return]
+
+    def paths(self) -> list[str]:
+        return [hit.path_qs for hit in self.log]
+
+    def requests_for(self, path_qs: str) -> list[Hit]:
+        """Requests whose raw target is exactly `path_qs`."""
+        return [hit for hit in self.log if hit.path_qs == path_qs]
+
+    def count(self, path_qs: str) -> int:
+        return len(self.requests_for(path_qs))
+
+    def hosts(self) -> set[str]:
+        return {hit.headers.get("host", "") for hit in self.log}
+
+
+@pytest.fixture
+async def site(aiohttp_server: Any) -> AsyncIterator[Site]:
+    """The hostile site on 127.0.0.1 and a free port, fresh for each test."""
+    app = make_site()
+    server = await aiohttp_server(app, host="127.0.0.1", shutdown_timeout=0.5)
+    yield Site(app, server.port)
+
+
+# --- running the crawler --------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"exit {self.returncode} after {self.seconds:.1f}s\n--- stdout ---\n"
+                f"{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}")
+
+
+class Crawl:
+    """A `crawl` subprocess started by `start_crawl`; `await wait()` for its Result."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, stdin: bytes | None) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.started = time.monotonic()
+        self._stdin = stdin
+        self._io = asyncio.ensure_future(proc.communicate(stdin))
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait(self, timeout: float = 60) -> Result:
+        try:
+            stdout, stderr = await asyncio.wait_for(asyncio.shield(self._io), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            stdout, stderr = await self._io
+            pytest.fail(f"crawl did not finish within {timeout}s\n{stderr.decode()[-3000:]}")
+        assert self.proc.returncode is not None
+        return Result(self.proc.returncode, stdout.decode(errors="replace"),
+                      stderr.decode(errors="replace"), self.pid,
+                      time.monotonic() - self.started)
+
+
+def crawl_env(**extra: str) -> dict[str, str]:
+    """The test's environment, with the repository root importable for the plugin modules."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("COLUMNS", None)
+    env.update(extra)
+    return env
+
+
+async def start_crawl(*args: str | os.PathLike[str], stdin: bytes | None = None,
+                      env: dict[str, str] | None = None,
+                      command: Iterable[str] = (str(CRAWL),)) -> Crawl:
+    """Start `crawl ARGS` without blocking the loop that also runs the test site."""
+    proc = await asyncio.create_subprocess_exec(
+        *command, *map(str, args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, env=env or crawl_env(),
+    )
+    return Crawl(proc, stdin)
+
+
+async def run_crawl(*args: str | os.PathLike[str], stdin: bytes | None = None,
+                    timeout: float = 60, env: dict[str, str] | None = None,
+                    command: Iterable[str] = (str(CRAWL),)) -> Result:
+    """Run `crawl ARGS` to its end; the caller passes `--out` and the speed options."""
+    crawl = await start_crawl(*args, stdin=stdin, env=env, command=command)
+    return await crawl.wait(timeout)
+
+
+def fast(out: Path, *, timeout: float = 5, retries: int = 0) -> list[str]:
+    """The options nearly every test wants: quiet, quick to give up, writing under `out`."""
+    return ["--out", str(out), "--no-progress", "--timeout", str(timeout),
+            "--retries", str(retries)]
+
+
+async def wait_until(predicate: Any, timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def seeds_file(tmp_path: Path, *urls: str, name: str = "seeds.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+    return path
+
+
+def config_file(tmp_path: Path, text: str, name: str = "crawl.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def interrupt_signal() -> int:
+    return int(signal.SIGINT)
+
+
+# --- reading what the crawler wrote ---------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of one part file; each must be a complete JSON object."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            pytest.fail(f"{path}:{number} is not valid JSON ({exc}): {line[:200]!r}")
+        assert isinstance(record, dict), f"{path}:{number} is not a JSON object"
+        records.append(record)
+    return records
+
+
+@dataclass
+class Run:
+    dir: Path
+    pages: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+    def page(self, url: str) -> dict[str, Any]:
+        found = [p for p in self.pages if p["url"] == url]
+        assert len(found) == 1, f"expected one page record for {url}, got {len(found)}: " \
+            f"{sorted(p['url'] for p in self.pages)}"
+        return found[0]
+
+    def error(self, url: str) -> dict[str, Any]:
+        found = [e for e in self.errors if e["url"] == url]
+        assert len(found) == 1, f"expected one error record for {url}, got {len(found)}: " \
+            f"{[(e['url'], e.get('kind')) for e in self.errors]}"
+        return found[0]
+
+    def urls(self) -> list[str]:
+        return [p["url"] for p in self.pages]
+
+
+def run_dirs(out: Path, job: str) -> list[Path]:
+    return sorted(p for p in (out / job / "runs").glob("*") if p.is_dir())
+
+
+def load_run(out: Path, job: str, run_dir: Path | None = None) -> Run:
+    """The job's only run folder (or `run_dir`), with every record and stats.json."""
+    if run_dir is None:
+        dirs = run_dirs(out, job)
+        assert len(dirs) == 1, f"expected one run folder under {out / job / 'runs'}: {dirs}"
+        run_dir = dirs[0]
+
+    def part_files(pattern: str) -> list[dict[str, Any]]:
+        return [r for f in sorted(run_dir.glob(pattern)) for r in read_jsonl(f)]
+
+    stats_path = run_dir / "stats.json"
+    assert stats_path.is_file(), f"no stats.json in {run_dir}: {sorted(run_dir.iterdir())}"
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    return Run(run_dir, part_files("pages*.jsonl"), part_files("links*.jsonl"),
+               part_files("errors*.jsonl"), stats)
+
+
+# --- record shapes --------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def assert_page_shape(record: dict[str, Any]) -> None:
+    """Exactly the contract's page keys, each of its type."""
+    assert set(record) == PAGE_KEYS, (
+        f"page record keys: missing {sorted(PAGE_KEYS - set(record))}, "
+        f"unexpected {sorted(set(record) - PAGE_KEYS)}")
+    for key in ("status", "depth", "attempts"):
+        assert _is_int(record[key]), f"{key}={record[key]!r} is not an int"
+    assert record["attempts"] >= 1
+    assert _is_int(record["bytes"]) and record["bytes"] >= 0
+    assert isinstance(record["elapsed_ms"], int | float) and record["elapsed_ms"] >= 0
+    assert isinstance(record["url"], str) and isinstance(record["final_url"], str)
+    for key in ("referrer", "content_type", "title", "description", "lang", "canonical",
+                "near_duplicate_of", "location", "simhash"):
+        assert _str_or_none(record[key]), f"{key}={record[key]!r}"
+    assert isinstance(record["fetched_at"], str) and TIMESTAMP_RE.match(record["fetched_at"]), \
+        f"fetched_at={record['fetched_at']!r} is not ISO 8601 UTC ending in Z"
+    if record["content_type"] is not None:
+        assert ";" not in record["content_type"], "content_type keeps its parameters"
+    assert record["words"] is None or _is_int(record["words"])
+    assert record["links"] is None or _is_int(record["links"])
+    if record["sha256"] is not None:
+        assert HEX64_RE.match(record["sha256"]), f"sha256={record['sha256']!r}"
+    if record["simhash"] is not None:
+        assert HEX16_RE.match(record["simhash"]), \
+            f"simhash={record['simhash']!r} is not 16 lower-case hex digits"
+    assert record["changed"] in (None, True, False)
+    assert record["not_modified"] in (None, True, False)
+    assert isinstance(record["extra"], dict)
+
+
+def assert_link_shape(record: dict[str, Any]) -> None:
+    assert set(record) == LINK_KEYS, f"link record keys: {sorted(record)}"
+    assert isinstance(record["from"], str) and isinstance(record["to"], str)
+    assert isinstance(record["text"], str) and len(record["text"]) <= 200
+    assert record["text"] == record["text"].strip(), f"untrimmed text {record['text']!r}"
+    assert isinstance(record["nofollow"], bool) and isinstance(record["followed"], bool)
+
+
+def assert_error_shape(record: dict[str, Any]) -> None:
+    assert set(record) == ERROR_KEYS, (
+        f"error record keys: missing {sorted(ERROR_KEYS - set(record))}, "
+        f"unexpected {sorted(set(record) - ERROR_KEYS)}")
+    assert record["kind"] in ERROR_KINDS, f"kind={record['kind']!r}"
+    assert isinstance(record["url"], str) and isinstance(record["message"], str)
+    assert _is_int(record["depth"]) and _is_int(record["attempts"]) and record["attempts"] >= 1
+    assert _str_or_none(record["referrer"])
+    assert isinstance(record["at"], str) and TIMESTAMP_RE.match(record["at"]), \
+        f"at={record['at']!r} is not ISO 8601 UTC ending in Z"
+
+
+def assert_no_traceback(result: Result) -> None:
+    assert "Traceback" not in result.stderr, str(result)
+    assert "Traceback" not in result.stdout, str(result)

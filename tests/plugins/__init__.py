@@ -1,0 +1,1 @@
+"""Extractor plugins for the parse tests, loaded by their `package.module:function` specs."""
