@@ -1,1 +1,20 @@
-"""A web crawler on the mixed concurrency pattern."""
+"""A web crawler on the mixed concurrency pattern: asyncio for the network, processes for
+parsing, threads for blocking clients.
+
+The data flow, one module a step:
+
+1. `seeds`     read the seed URLs, refusing bad lines before any request
+2. `frontier`  queue, dedup and per-run state of every URL (SQLite, or Redis when shared)
+3. `fetch`     aiohttp on the event loop: politeness, `robots`, retries, redirects, limits
+4. `parse`     in the process pool: encoding, lxml, links, text, simhash, extractor plugins
+5. `sinks`     JSONL files through aiofiles, sink plugins behind a bounded queue
+6. `stats`     counters, loop lag and pool time, written to stats.json
+7. `reader`    read the records back; `report` summarises a run
+
+`runner` wires the steps together on one event loop; `cli` is the `crawl` command.
+"""
+
+from .reader import read_errors, read_links, read_pages
+
+__all__ = ["read_errors", "read_links", "read_pages"]
+__version__ = "0.1.0"

@@ -25,8 +25,12 @@ TOP_HOSTS = 10
 MAX_PROBLEMS = 20
 HISTOGRAM_BINS = 20
 TIMELINE_COLUMNS = 60
-# bucket widths for "pages over time", in seconds: the smallest that gives <= 60 columns
-_BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+# bucket widths for "pages over time", in ms: the smallest that gives at most 60 columns
+_BUCKETS_MS = (
+    *(10, 20, 50, 100, 200, 500),
+    *(1000 * s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)),
+    *(1000 * s for s in (7200, 21600, 43200, 86400)),
+)
 _CRAWL_COUNTERS = ("robots_blocked", "out_of_scope", "duplicates", "retries", "frontier_left")
 _CHANGES = ("new", "changed", "unchanged", "gone")
 
@@ -99,7 +103,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "errors": sum(kinds.values()),
         "bytes": total_bytes,
         "duration_s": round(duration, 3),
-        "pages_per_s": round(pages / duration, 2) if duration > 0 else None,
+        "pages_per_s": _pages_per_s(stats, pages, duration),
         "links": links,
         "links_followed": followed,
         "status_counts": {str(code): n for code, n in sorted(statuses.items())},
@@ -117,6 +121,13 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "problems": problems,
         "has_stats": bool(stats),
     }
+
+
+def _pages_per_s(stats: dict[str, Any], pages: int, duration: float) -> float | None:
+    # the crawl's own figure (from the unrounded duration) when it counted the same pages
+    if stats.get("pages") == pages and isinstance(stats.get("pages_per_s"), int | float):
+        return float(stats["pages_per_s"])
+    return round(pages / duration, 2) if duration > 0 else None
 
 
 def _int(value: Any) -> int:
@@ -188,12 +199,18 @@ def _timeline(times: list[datetime]) -> dict[str, Any] | None:
     if not times:
         return None
     start = min(times)
-    span = (max(times) - start).total_seconds()
-    bucket = next((b for b in _BUCKETS_S if span / b < TIMELINE_COLUMNS), _BUCKETS_S[-1])
-    counts = [0] * (int(span // bucket) + 1)
+    span_ms = _ms(max(times) - start)
+    bucket = next((b for b in _BUCKETS_MS if span_ms // b < TIMELINE_COLUMNS), _BUCKETS_MS[-1])
+    counts = [0] * (span_ms // bucket + 1)
     for at in times:
-        counts[int((at - start).total_seconds() // bucket)] += 1
-    return {"start": _iso(start), "bucket_s": bucket, "counts": counts}
+        counts[_ms(at - start) // bucket] += 1
+    bucket_s = bucket // 1000 if bucket >= 1000 else bucket / 1000
+    return {"start": _iso(start), "bucket_s": bucket_s, "counts": counts}
+
+
+def _ms(delta: timedelta) -> int:
+    # whole milliseconds, as the records carry them: no float rounding at bucket edges
+    return delta // timedelta(milliseconds=1)
 
 
 # -- the terminal --------------------------------------------------------------------------
@@ -284,7 +301,7 @@ def _human_bytes(n: int) -> str:
 # -- the HTML ------------------------------------------------------------------------------
 
 _BAR_W, _LABEL_W, _VALUE_W, _ROW_H = 420, 200, 70, 22
-_COL_W, _COL_H, _AXIS_H = 640, 160, 34
+_COL_W, _COL_TOP, _COL_H, _AXIS_H = 640, 20, 160, 30  # plot below a line for the scale
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
@@ -338,26 +355,27 @@ def column_chart(columns: Sequence[tuple[str, int]], label: str) -> str:
     if not columns:
         return '<p class="muted">none</p>'
     top = max(n for _, n in columns) or 1
-    width, height = _COL_W, _COL_H + _AXIS_H
+    width, height = _COL_W, _COL_TOP + _COL_H + _AXIS_H
+    axis = _COL_TOP + _COL_H
     step = _COL_W / len(columns)
     every = max(1, math.ceil(len(columns) / 8))
     parts = [
         f'<svg class="columns" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">',
-        f'<line x1="0" y1="{_COL_H}" x2="{width}" y2="{_COL_H}"/>',
-        f'<text x="2" y="12">max {top}</text>',
+        f'<line x1="0" y1="{axis}" x2="{width}" y2="{axis}"/>',
+        f'<text x="2" y="13">highest column: {top}</text>',
     ]
     for i, (name, n) in enumerate(columns):
         h = _COL_H * n / top
         x = i * step
         parts.append(
             f"<g><title>{escape(name)}: {n}</title>"
-            f'<rect class="bar" x="{x + step * 0.1:.1f}" y="{_COL_H - h:.1f}" '
+            f'<rect class="bar" x="{x + step * 0.1:.1f}" y="{axis - h:.1f}" '
             f'width="{max(step * 0.8, 1):.1f}" height="{h:.1f}"/></g>'
         )
         if i % every == 0:
             parts.append(
-                f'<text x="{x + step / 2:.1f}" y="{_COL_H + 16}" text-anchor="middle">'
+                f'<text x="{x + step / 2:.1f}" y="{axis + 16}" text-anchor="middle">'
                 f"{escape(name)}</text>"
             )
     parts.append("</svg>")
@@ -445,13 +463,17 @@ def _timeline_section(t: dict[str, Any] | None) -> str:
         return ""
     start = datetime.fromisoformat(t["start"])
     columns = [
-        ((start + timedelta(seconds=i * t["bucket_s"])).strftime("%H:%M:%S"), n)
+        (_clock(start + timedelta(seconds=i * t["bucket_s"]), t["bucket_s"]), n)
         for i, n in enumerate(t["counts"])
     ]
     return (
-        f"<section><h2>Pages over time (per {t['bucket_s']} s, UTC)</h2>"
+        f"<section><h2>Pages over time (per {_fmt(t['bucket_s'])} s, UTC)</h2>"
         f"{column_chart(columns, 'pages over time')}</section>"
     )
+
+
+def _clock(at: datetime, bucket_s: float) -> str:
+    return at.strftime("%H:%M:%S.%f")[:-3] if bucket_s < 1 else at.strftime("%H:%M:%S")
 
 
 def _table_section(title: str, rows: dict[str, Any] | None) -> str:

@@ -8,6 +8,7 @@ cancel what is in flight (its URLs go back to the queue), flush, close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -60,6 +61,7 @@ class Runner:
         self._attempted = False
         self._host_inflight: dict[str, int] = {}
         self._abandoned: list[str] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()  # sitemap readers
         self._signals = 0
 
     # -- set-up ---------------------------------------------------------------------------
@@ -163,9 +165,9 @@ class Runner:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            for task in background:
+            for task in background + list(self._side_tasks):
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(*background, *self._side_tasks, return_exceptions=True)
             await self._abandon_inflight()
             await self._flush()
             self.progress.stop()
@@ -202,6 +204,9 @@ class Runner:
                     self._buffer.setdefault(host_of(request.url), deque()).append(request)
                 idle_leases = 0 if leased else idle_leases + 1
             started = self._start_ready()
+            if self._pending and not self._buffered():
+                await self._flush()  # starved: the links waiting in the batch are the work
+                continue
             if not self._inflight and not self._buffered():
                 await self._flush()
                 if not self._pending and idle_leases:
@@ -211,10 +216,8 @@ class Runner:
                     await asyncio.sleep(0.05)  # URLs leased elsewhere: wait for them
                 continue
             if not started:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._next_wake())
-                except TimeoutError:
-                    pass
 
     def _buffered(self) -> int:
         return sum(len(q) for q in self._buffer.values())
@@ -416,7 +419,9 @@ class Runner:
 
     def _on_robots(self, origin: str, sitemaps: Sequence[str]) -> None:
         if self.s.sitemaps and sitemaps and not self._stop.is_set():
-            asyncio.create_task(self._read_sitemaps(origin, sitemaps))
+            task = asyncio.create_task(self._read_sitemaps(origin, sitemaps))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
         from .parse import parse_sitemap
@@ -435,7 +440,11 @@ class Runner:
                 continue
             if status != 200:
                 continue
-            pages, children = await self.parser.call(parse_sitemap, body, 50_000)
+            try:
+                pages, children = await self.parser.call(parse_sitemap, body, 50_000)
+            except ParseFailed as exc:
+                log.warning("sitemap %s: %s", url, exc)
+                continue
             queue.extend(c for c in children if c.startswith(origin))
             candidates = [Candidate(p, 1, url) for p in pages
                           if self.policy.refusal(p) is None and self.s.max_depth != 0]
@@ -469,7 +478,7 @@ class Runner:
         await self.sinks.close()
         if hasattr(self, "fetcher"):
             await self.fetcher.robots.close()
-        self.parser.shutdown()
+        await self.threads.run(self.parser.shutdown)  # joins the workers: not on the loop
         self._left = await self.frontier.pending()
         finished = self.stop_reason == "exhausted" and self._left == 0
         finished_at = utc_iso(time.time()) if finished else None

@@ -17,10 +17,7 @@ def read_seeds(source: str) -> list[str]:
     absolute http(s) URL makes the whole file an error that lists every such line.
     """
     try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            text = Path(source).read_text(encoding="utf-8-sig")
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SeedError(source, [(0, "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:

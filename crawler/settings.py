@@ -137,9 +137,8 @@ def _check(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
         value = tuple(value)
-    elif kind == "bool | str":
-        if value not in (True, False, "auto"):
-            raise wrong('true, false or "auto"')
+    elif kind == "bool | str" and value not in (True, False, "auto"):
+        raise wrong('true, false or "auto"')
     if key in _MINIMUM and value < _MINIMUM[key]:
         raise wrong(f"a value of at least {_MINIMUM[key]}")
     if key in _CHOICES and value not in _CHOICES[key]:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -116,7 +115,6 @@ class Crawl:
         self.proc = proc
         self.pid = proc.pid
         self.started = time.monotonic()
-        self._stdin = stdin
         self._io = asyncio.ensure_future(proc.communicate(stdin))
 
     def signal(self, signum: int) -> None:
@@ -189,10 +187,6 @@ def config_file(tmp_path: Path, text: str, name: str = "crawl.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def interrupt_signal() -> int:
-    return int(signal.SIGINT)
 
 
 # --- reading what the crawler wrote ---------------------------------------------------------

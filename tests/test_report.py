@@ -180,8 +180,9 @@ def test_elapsed_histogram_and_timeline_account_for_every_page(job: Path) -> Non
     assert lows == sorted(lows) and lows[0] == 0
     t = s["timeline"]
     assert t["start"] == "2026-11-24T12:00:00.250Z"
-    assert t["bucket_s"] == 1
-    assert sum(t["counts"]) == 7 and len(t["counts"]) == 11
+    assert t["bucket_s"] == 0.2  # 10 s in at most 60 columns
+    assert sum(t["counts"]) == 7 and len(t["counts"]) == 51
+    assert t["counts"][0] == 1 and t["counts"][50] == 1  # 12:00:00.250 and 12:00:10.250
 
 
 def test_without_stats_the_duration_is_the_span_of_fetches(job: Path) -> None:
@@ -268,3 +269,12 @@ def test_console_script_on_a_run_without_records_exits_2(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "no page or error records" in done.stderr and "Traceback" not in done.stderr
     assert not (run / "report.html").exists()
+
+
+def test_console_script_on_a_corrupt_record_names_it_without_a_traceback(job: Path) -> None:
+    run = job / "runs" / RUN_ID
+    with (run / "errors.jsonl").open("a") as f:
+        f.write("{oops\n")
+    done = _crawl_report(str(job))
+    assert done.returncode == 1
+    assert "errors.jsonl: line 4" in done.stderr and "Traceback" not in done.stderr
