@@ -39,6 +39,7 @@ __all__ = [
 DEFAULT_MAX_LINKS = 5000  # config/default.toml `max_links_per_page`
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's own limit, uncompressed
 ANCHOR_TEXT_MAX = 200
+_FEED = 1 << 20  # sitemap bytes per parser.feed(), so that max_urls can stop it early
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # WHATWG MIME sniffing: what an unlabelled body starts with when it is HTML
@@ -403,12 +404,14 @@ def parse_sitemap(body: bytes, max_urls: int) -> tuple[list[str], list[str]]:
     parser = etree.XMLPullParser(events=("end",), resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, recover=True)
     try:
-        for offset in range(0, len(data), 1 << 20):
-            parser.feed(data[offset : offset + (1 << 20)])
+        for offset in range(0, len(data) + _FEED, _FEED):  # the last round closes the parser
+            if offset < len(data):
+                parser.feed(data[offset : offset + _FEED])
+            else:
+                parser.close()
             for _, element in parser.read_events():
                 if _sitemap_element(element, add, pages, children):
                     return pages, children
-        parser.close()
     except etree.LxmlError:
         pass  # recover=True keeps going where it can; what was read so far stands
     return pages, children

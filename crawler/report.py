@@ -68,7 +68,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         depths[_int(page.get("depth"))] += 1
         hosts[urlsplit(str(page.get("url") or "")).hostname or "?"] += 1
         if isinstance(page.get("elapsed_ms"), int | float):
-            elapsed.append(float(page["elapsed_ms"]))
+            elapsed.append(page["elapsed_ms"])
         if (at := _time(page.get("fetched_at"))) is not None:
             times.append(at)
         if status >= 400 and len(problems) < MAX_PROBLEMS:
@@ -76,9 +76,10 @@ def summarize(run_dir: Path) -> dict[str, Any]:
 
     kinds: Counter[str] = Counter()
     for error in read_errors(run):
-        kinds[str(error.get("kind") or "other")] += 1
+        kind = str(error.get("kind") or "other")
+        kinds[kind] += 1
         if len(problems) < MAX_PROBLEMS:
-            what = f"{error.get('kind')}: {error.get('message') or ''}".strip()
+            what = f"{kind}: {error.get('message') or ''}".strip()
             problems.append({"url": str(error.get("url")), "what": what})
 
     links = followed = 0
@@ -301,7 +302,8 @@ def _human_bytes(n: int) -> str:
 # -- the HTML ------------------------------------------------------------------------------
 
 _BAR_W, _LABEL_W, _VALUE_W, _ROW_H = 420, 200, 70, 22
-_COL_W, _COL_TOP, _COL_H, _AXIS_H = 640, 20, 160, 30  # plot below a line for the scale
+# plot area, with room above for the scale and at the sides for the first and last labels
+_COL_W, _COL_PAD, _COL_TOP, _COL_H, _AXIS_H = 610, 45, 20, 160, 30
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
@@ -351,23 +353,23 @@ def bar_chart(rows: Sequence[tuple[str, int | float]], label: str) -> str:
 
 def column_chart(columns: Sequence[tuple[str, int]], label: str) -> str:
     """A column chart as inline SVG (histograms, counts over time); every column has a
-    tooltip with its label and count, and about eight labels are written under the axis."""
+    tooltip with its label and count, and about six labels are written under the axis."""
     if not columns:
         return '<p class="muted">none</p>'
     top = max(n for _, n in columns) or 1
-    width, height = _COL_W, _COL_TOP + _COL_H + _AXIS_H
+    width, height = _COL_W + 2 * _COL_PAD, _COL_TOP + _COL_H + _AXIS_H
     axis = _COL_TOP + _COL_H
     step = _COL_W / len(columns)
-    every = max(1, math.ceil(len(columns) / 8))
+    every = max(1, math.ceil(len(columns) / 6))
     parts = [
         f'<svg class="columns" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">',
-        f'<line x1="0" y1="{axis}" x2="{width}" y2="{axis}"/>',
-        f'<text x="2" y="13">highest column: {top}</text>',
+        f'<line x1="{_COL_PAD}" y1="{axis}" x2="{_COL_PAD + _COL_W}" y2="{axis}"/>',
+        f'<text x="{_COL_PAD}" y="13">highest column: {top}</text>',
     ]
     for i, (name, n) in enumerate(columns):
         h = _COL_H * n / top
-        x = i * step
+        x = _COL_PAD + i * step
         parts.append(
             f"<g><title>{escape(name)}: {n}</title>"
             f'<rect class="bar" x="{x + step * 0.1:.1f}" y="{axis - h:.1f}" '
@@ -522,7 +524,7 @@ def report(
         _fail(f"{summary['run_dir']}: no page or error records", 2)
     print_summary(summary)
     try:
-        path = write_html(job_dir, summary)
+        path = write_html(Path(summary["run_dir"]), summary)
     except OSError as exc:
         _fail(f"cannot write report.html: {exc}", 1)
     typer.echo(f"report: {path}")

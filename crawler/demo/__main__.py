@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: no report: {summary['run_dir']} has no records", file=sys.stderr)
         return status or 2
     report.print_summary(summary)
-    path = report.write_html(job, summary)
+    path = report.write_html(Path(summary["run_dir"]), summary)
     print(f"report: {path}")
     return status
 
