@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -38,6 +40,24 @@ class PoolFigures:
 
 class ParseFailed(Exception):
     """A page that hung or crashed its parse process; it becomes an error record of kind parse."""
+
+
+def _init_worker(owner: int, *initargs: Any) -> None:
+    """Parse-process start: a watchdog, then the parser's own set-up."""
+    threading.Thread(target=_watch, args=(owner,), daemon=True, name="watchdog").start()
+    parse.init_worker(*initargs)
+
+
+def _watch(owner: int) -> None:
+    # A crawl killed with -9 cannot stop its pool; without this its workers would live on.
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass
 
 
 class ThreadPool:
@@ -73,7 +93,9 @@ class ParsePool:
 
     A page that outlives `timeout` or kills its process costs that page only: the pool is
     replaced, and the other pages that shared the broken pool are parsed again, one by one, on
-    the new one; only a page that breaks a pool on its own becomes a `ParseFailed`.
+    the new one, each with the pool to itself. A page fails when it runs out of time (tasks in
+    flight are bounded by the worker count, so its clock runs while it runs, not while it
+    queues) or when it breaks a pool it has to itself.
     """
 
     def __init__(self, workers: int, timeout: float, extractors: Sequence[str],
@@ -83,6 +105,8 @@ class ParsePool:
         self._initargs = (tuple(extractors), policy, max_links)
         self.figures = PoolFigures()
         self._generation = 0
+        self._slots = asyncio.Semaphore(workers)
+        self._alone = asyncio.Lock()
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -91,34 +115,47 @@ class ParsePool:
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context(method),
-            initializer=parse.init_worker,
-            initargs=self._initargs,
+            initializer=_init_worker,
+            initargs=(os.getpid(), *self._initargs),
         )
 
     async def parse(self, inputs: list[ParseInput]) -> list[ParseResult | ParseFailed]:
         """Results in the order of `inputs`."""
         generation = self._generation
         try:
-            results = await self._submit(inputs)
+            return list(await self._submit(inputs))
         except (BrokenProcessPool, TimeoutError) as exc:
             self._rebuild(generation, exc)
-            if len(inputs) == 1:
+            if len(inputs) == 1 and isinstance(exc, TimeoutError):
                 return [ParseFailed(self._describe(exc))]
-            return [await self._one(inp) for inp in inputs]
-        return list(results)
+        return [await self._one(inp) for inp in inputs]
 
     async def _one(self, inp: ParseInput) -> ParseResult | ParseFailed:
-        generation = self._generation
-        try:
-            return (await self._submit([inp]))[0]
-        except (BrokenProcessPool, TimeoutError) as exc:
-            self._rebuild(generation, exc)
-            return ParseFailed(self._describe(exc))
+        """A page that shared a broken pool, parsed again with the pool to itself: if it
+        breaks this one too, it is the culprit."""
+        async with self._alone:
+            for _ in range(self._workers):
+                await self._slots.acquire()
+            generation = self._generation
+            try:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(self._executor, parse.parse_many, [inp])
+                result = (await asyncio.wait_for(future, self._timeout))[0]
+            except (BrokenProcessPool, TimeoutError) as exc:
+                self._rebuild(generation, exc)
+                return ParseFailed(self._describe(exc))
+            finally:
+                for _ in range(self._workers):
+                    self._slots.release()
+        self.figures.tasks += 1
+        self.figures.busy_s += result.busy_s
+        return result
 
     async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, parse.parse_many, inputs)
-        results = await asyncio.wait_for(future, self._timeout * len(inputs))
+        async with self._slots:
+            future = loop.run_in_executor(self._executor, parse.parse_many, inputs)
+            results = await asyncio.wait_for(future, self._timeout * len(inputs))
         self.figures.tasks += len(inputs)
         self.figures.busy_s += sum(r.busy_s for r in results)
         return results
@@ -129,8 +166,9 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
-            result = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, fn, *args), self._timeout)
+            async with self._slots:
+                result = await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, fn, *args), self._timeout)
         except (BrokenProcessPool, TimeoutError) as exc:
             self._rebuild(generation, exc)
             raise ParseFailed(self._describe(exc)) from None

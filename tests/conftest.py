@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -109,28 +112,65 @@ class Result:
 
 
 class Crawl:
-    """A `crawl` subprocess started by `start_crawl`; `await wait()` for its Result."""
+    """A `crawl` subprocess started by `start_crawl`; `await wait()` for its Result.
 
-    def __init__(self, proc: asyncio.subprocess.Process, stdin: bytes | None) -> None:
+    Its output goes to unnamed files, not pipes: parse processes orphaned by a `kill -9` keep
+    inherited descriptors open, and a pipe would then never reach end-of-file.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, stdout: IO[bytes],
+                 stderr: IO[bytes]) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.started = time.monotonic()
-        self._io = asyncio.ensure_future(proc.communicate(stdin))
+        self._stdout, self._stderr = stdout, stderr
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
-    async def wait(self, timeout: float = 60) -> Result:
+    def descendants(self) -> list[int]:
+        """Process ids below the crawl (its parse pool, forkserver, resource tracker)."""
+        found: list[int] = []
+        todo = [self.pid]
+        while todo:
+            pid = todo.pop()
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    kids = [int(k) for k in children.read_text().split()]
+                    found.extend(kids)
+                    todo.extend(kids)
+        return found
+
+    def _output(self) -> tuple[str, str]:
+        texts = []
+        for f in (self._stdout, self._stderr):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+            f.close()
+        return texts[0], texts[1]
+
+    async def wait(self, timeout: float = 60) -> Result:  # noqa: ASYNC109 -- kills the child
         try:
-            stdout, stderr = await asyncio.wait_for(asyncio.shield(self._io), timeout)
+            await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:
             self.proc.kill()
-            stdout, stderr = await self._io
-            pytest.fail(f"crawl did not finish within {timeout}s\n{stderr.decode()[-3000:]}")
+            await self.proc.wait()
+            _, stderr = self._output()
+            pytest.fail(f"crawl did not finish within {timeout}s\n{stderr[-3000:]}")
         assert self.proc.returncode is not None
-        return Result(self.proc.returncode, stdout.decode(errors="replace"),
-                      stderr.decode(errors="replace"), self.pid,
+        stdout, stderr = self._output()
+        return Result(self.proc.returncode, stdout, stderr, self.pid,
                       time.monotonic() - self.started)
+
+
+def reap(pids: Iterable[int]) -> list[int]:
+    """Kill what is left of these processes (orphans of a killed crawl); the ones that were."""
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            alive.append(pid)
+    return alive
 
 
 def crawl_env(**extra: str) -> dict[str, str]:
@@ -146,17 +186,24 @@ async def start_crawl(*args: str | os.PathLike[str], stdin: bytes | None = None,
                       env: dict[str, str] | None = None,
                       command: Iterable[str] = (str(CRAWL),)) -> Crawl:
     """Start `crawl ARGS` without blocking the loop that also runs the test site."""
+    # closed by Crawl.wait, which outlives this function
+    stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         *command, *map(str, args),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT, env=env or crawl_env(),
+        stdout=stdout, stderr=stderr, cwd=ROOT, env=env or crawl_env(),
     )
-    return Crawl(proc, stdin)
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        await proc.stdin.drain()
+        proc.stdin.close()
+    return Crawl(proc, stdout, stderr)
 
 
 async def run_crawl(*args: str | os.PathLike[str], stdin: bytes | None = None,
-                    timeout: float = 60, env: dict[str, str] | None = None,
+                    timeout: float = 60,  # noqa: ASYNC109 -- on expiry the child is killed
+                    env: dict[str, str] | None = None,
                     command: Iterable[str] = (str(CRAWL),)) -> Result:
     """Run `crawl ARGS` to its end; the caller passes `--out` and the speed options."""
     crawl = await start_crawl(*args, stdin=stdin, env=env, command=command)
@@ -169,7 +216,8 @@ def fast(out: Path, *, timeout: float = 5, retries: int = 0) -> list[str]:
             "--retries", str(retries)]
 
 
-async def wait_until(predicate: Any, timeout: float = 15, what: str = "condition") -> None:
+async def wait_until(predicate: Any, timeout: float = 15,  # noqa: ASYNC109 -- fails the test
+                     what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

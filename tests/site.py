@@ -119,9 +119,8 @@ def _html(title: str, body: str, *, head: str = "", lang: str | None = "en") -> 
     )
 
 
-def _page(title: str, body: str = "", **kwargs: str | None) -> web.Response:
-    return web.Response(text=_html(title, body or f"<p>{title}</p>", **kwargs),
-                        content_type="text/html")
+def _page(title: str, body: str = "") -> web.Response:
+    return web.Response(text=_html(title, body or f"<p>{title}</p>"), content_type="text/html")
 
 
 def _port(request: web.Request) -> int:

@@ -503,6 +503,18 @@ def test_bad_plugin_specs_raise_a_clear_value_error(spec: str) -> None:
         init_worker([spec], None, 10)
 
 
+def test_negative_max_links_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_links"):
+        init_worker((), None, -1)
+
+
+def test_parse_many_keeps_the_order_of_its_inputs() -> None:
+    words = ["alpha", "beta", "gamma"]
+    inputs = [ParseInput(PAGE_URL, 200, "text/html", None, {}, f"<title>{w}</title>".encode())
+              for w in words]
+    assert [result.title for result in parse_many(inputs)] == words
+
+
 def test_load_callable_returns_the_function() -> None:
     assert load_callable("os.path:join") is os.path.join
     assert load_callable(f"{PLUGINS}:h1_count").__name__ == "h1_count"

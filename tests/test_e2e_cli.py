@@ -1,0 +1,299 @@
+"""End to end: seeds, settings, exit codes, standard input and plugins of the `crawl` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    ROOT,
+    Site,
+    assert_error_shape,
+    assert_no_traceback,
+    config_file,
+    crawl_env,
+    fast,
+    load_run,
+    run_crawl,
+    seeds_file,
+    start_crawl,
+    wait_until,
+)
+from tests.e2e_plugins import ASYNC_SINK_FILE, SINK_FILE
+from tests.site import SITE_PAGES
+
+SITE_PATHS = ["/site/", *(f"/site/page/{n}" for n in range(1, SITE_PAGES + 1)),
+              "/site/private/secret"]
+
+
+def closed_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# --- seeds ----------------------------------------------------------------------------------
+
+
+async def test_bad_seed_lines_exit_2_before_any_request_naming_each_line(
+        site: Site, tmp_path: Path) -> None:
+    lines = [
+        "# seeds with mistakes",        # 1
+        site.url("/site/"),             # 2
+        "",                             # 3
+        "ftp://x",                      # 4
+        "",                             # 5
+        "",                             # 6
+        "not a url",                    # 7
+        "# another comment",            # 8
+        "",                             # 9
+        "",                             # 10
+        "/relative",                    # 11
+        site.url("/site/page/1"),       # 12
+    ]
+    seeds = seeds_file(tmp_path, *lines)
+    result = await run_crawl(seeds, *fast(tmp_path / "out"))
+
+    assert result.returncode == 2, str(result)
+    assert site.log == [], f"requests before the seeds were checked: {site.paths()}"
+    assert_no_traceback(result)
+    message = result.stderr.replace(str(tmp_path), "TMP").replace(str(site.port), "PORT")
+    for number in (4, 7, 11):
+        assert re.search(rf"(?<![\d.]){number}(?!\d)", message), \
+            f"line {number} is not named:\n{result.stderr}"
+    for number in (2, 12):
+        assert not re.search(rf"(?i)line\s+{number}(?!\d)", message), \
+            f"good line {number} is named as bad:\n{result.stderr}"
+
+
+async def test_comments_and_blank_lines_are_ignored_and_seeds_normalized(
+        site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, "# a comment", "", "   ", site.origin,
+                       f"HTTP://127.0.0.1:{site.port}/site/page/8#here", "# the end")
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--max-depth", "0")
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "seeds")
+    assert sorted(run.urls()) == sorted([site.url("/"), site.url("/site/page/8")])
+    assert all(record["depth"] == 0 and record["referrer"] is None for record in run.pages)
+
+
+async def test_dash_reads_seeds_from_stdin_into_job_stdin(site: Site, tmp_path: Path) -> None:
+    stdin = f"# from a pipe\n{site.url('/site/page/8')}\n".encode()
+    result = await run_crawl("-", *fast(tmp_path / "out"), "--max-depth", "0", stdin=stdin)
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "stdin")
+    assert run.urls() == [site.url("/site/page/8")]
+    assert run.stats["job"] == "stdin"
+
+
+async def test_job_defaults_to_the_seeds_file_stem(site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, site.url("/site/page/8"), name="my-site.txt")
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--max-depth", "0")
+
+    assert result.returncode == 0, str(result)
+    assert load_run(tmp_path / "out", "my-site").stats["job"] == "my-site"
+
+
+async def test_job_option_names_the_job_folder(site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, site.url("/site/page/8"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--max-depth", "0",
+                             "--job", "nightly")
+
+    assert result.returncode == 0, str(result)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["nightly"]
+    assert load_run(tmp_path / "out", "nightly").stats["job"] == "nightly"
+
+
+async def test_python_dash_m_crawler_runs_the_same_command(site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, site.url("/site/page/8"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--max-depth", "0",
+                             command=[sys.executable, "-m", "crawler"])
+
+    assert result.returncode == 0, str(result)
+    assert load_run(tmp_path / "out", "seeds").urls() == [site.url("/site/page/8")]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("bogus_key = 1\n", "bogus_key"),
+    ('concurrency = "many"\n', "concurrency"),
+    ('max_pages = "ten"\n', "max_pages"),
+    ("robots = 3\n", "robots"),
+], ids=["unknown-key", "concurrency-string", "max-pages-string", "robots-int"])
+async def test_bad_settings_file_exits_2_naming_the_key(site: Site, tmp_path: Path, toml: str,
+                                                        key: str) -> None:
+    config = config_file(tmp_path, toml)
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--config", config)
+
+    assert result.returncode == 2, str(result)
+    assert key in result.stderr, str(result)
+    assert_no_traceback(result)
+    assert site.log == []
+
+
+@pytest.mark.parametrize("flags", [["--max-pages", "abc"], ["--no-such-option"],
+                                   ["--scope", "planet"]], ids=["not-int", "unknown", "choice"])
+async def test_bad_command_line_exits_2(site: Site, tmp_path: Path, flags: list[str]) -> None:
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), *flags)
+
+    assert result.returncode == 2, str(result)
+    assert_no_traceback(result)
+    assert site.log == []
+
+
+@pytest.mark.parametrize(("flags", "pages"), [([], 1), (["--max-pages", "2"], 2)],
+                         ids=["config-beats-default", "flag-beats-config"])
+async def test_command_line_beats_config_file_beats_defaults(
+        site: Site, tmp_path: Path, flags: list[str], pages: int) -> None:
+    config = config_file(tmp_path, "max_pages = 1\n")
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--config", config, *flags)
+
+    assert result.returncode == 0, str(result)
+    assert len(load_run(tmp_path / "out", "seeds").pages) == pages
+
+
+async def test_unwritable_out_exits_2_naming_the_path(site: Site, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, "--out", blocker / "out", "--no-progress")
+
+    assert result.returncode == 2, str(result)
+    assert str(blocker) in result.stderr, str(result)
+    assert_no_traceback(result)
+
+
+# --- exit codes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("robots", [True, False], ids=["robots", "no-robots"])
+async def test_every_seed_dead_exits_4(tmp_path: Path, robots: bool) -> None:
+    port = closed_port()
+    urls = [f"http://127.0.0.1:{port}/a", f"http://127.0.0.1:{port}/b"]
+    flags = [] if robots else ["--no-robots"]
+    result = await run_crawl(seeds_file(tmp_path, *urls), *fast(tmp_path / "out", timeout=2),
+                             *flags)
+
+    assert result.returncode == 4, str(result)
+    assert_no_traceback(result)
+    run = load_run(tmp_path / "out", "seeds")
+    assert run.pages == []
+    if not robots:
+        for url in urls:
+            error = run.error(url)
+            assert_error_shape(error)
+            assert error["kind"] == "connection"
+
+
+@pytest.mark.slow
+async def test_second_run_of_a_job_exits_3_naming_the_pid_and_sigterm_exits_130(
+        site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, site.url("/hang"))
+    args: list[str | Path] = [seeds, *fast(tmp_path / "out", timeout=30)]
+    first = await start_crawl(*args)
+    await wait_until(lambda: site.count("/hang") == 1, what="the first run to ask for /hang")
+
+    second = await run_crawl(*args, timeout=20)
+    assert second.returncode == 3, str(second)
+    assert str(first.pid) in second.stderr, str(second)
+    assert site.count("/hang") == 1 and site.count("/robots.txt") == 1, site.paths()
+    assert_no_traceback(second)
+
+    first.signal(signal.SIGTERM)
+    stopped = await first.wait(20)
+    assert stopped.returncode == 130, str(stopped)
+    assert_no_traceback(stopped)
+    run = load_run(tmp_path / "out", "seeds")
+    assert run.stats["stop_reason"] == "interrupted"
+
+
+# --- plugins --------------------------------------------------------------------------------
+
+
+async def test_extractor_plugin_runs_in_a_parse_process(site: Site, tmp_path: Path) -> None:
+    if not (ROOT / "tests" / "plugins" / "extractors.py").exists():
+        pytest.skip("tests/plugins/extractors.py is not written yet")
+    config = config_file(tmp_path, 'extractors = ["tests.plugins.extractors:h1_count"]\n')
+    seeds = seeds_file(tmp_path, *(site.url(f"/plugin/{n}") for n in range(3)))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--config", config)
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "seeds")
+    for n in range(3):
+        extra = run.page(site.url(f"/plugin/{n}"))["extra"]
+        assert extra.get("h1") == n, extra
+        assert isinstance(extra.get("pid"), int) and extra["pid"] != result.pid, \
+            f"extractor ran in the crawl process {result.pid}: {extra}"
+
+
+async def test_sink_plugins_get_every_page_record_once(site: Site, tmp_path: Path) -> None:
+    sync_file, async_file = tmp_path / "sink.jsonl", tmp_path / "async-sink.jsonl"
+    config = config_file(tmp_path, 'sinks = ["tests.e2e_plugins:record_sink", '
+                                   '"tests.e2e_plugins:record_sink_async"]\n')
+    env = crawl_env(**{SINK_FILE: str(sync_file), ASYNC_SINK_FILE: str(async_file)})
+    result = await run_crawl(seeds_file(tmp_path, site.url("/site/")), *fast(tmp_path / "out"),
+                             "--config", config, env=env)
+
+    assert result.returncode == 0, str(result)
+    urls = Counter(load_run(tmp_path / "out", "seeds").urls())
+    assert len(urls) == len(SITE_PATHS)
+    synced = read_lines(sync_file)
+    assert Counter(line["url"] for line in synced) == urls, "the plain sink missed records"
+    assert not [line for line in synced if line["is_main"]], "a plain sink ran on the main thread"
+    assert {line["pid"] for line in synced} == {result.pid}
+    awaited = read_lines(async_file)
+    assert Counter(line["url"] for line in awaited) == urls, "the async sink missed records"
+    assert {line["pid"] for line in awaited} == {result.pid}
+    assert len({line["thread"] for line in awaited}) == 1, "awaited on one event loop"
+
+
+async def test_failing_sink_is_logged_and_the_crawl_goes_on(site: Site, tmp_path: Path) -> None:
+    config = config_file(tmp_path, 'sinks = ["tests.e2e_plugins:failing_sink"]\n')
+    result = await run_crawl(seeds_file(tmp_path, site.url("/site/")), *fast(tmp_path / "out"),
+                             "--config", config)
+
+    assert result.returncode == 0, str(result)
+    assert len(load_run(tmp_path / "out", "seeds").pages) == len(SITE_PATHS)
+    assert "e2e sink failure" in result.stderr, "the sink's error is not logged"
+
+
+@pytest.mark.slow
+async def test_parse_process_crash_or_hang_costs_only_that_page(
+        site: Site, tmp_path: Path) -> None:
+    config = config_file(tmp_path, 'extractors = ["tests.e2e_plugins:crash_or_hang"]\n'
+                                   "parse_timeout = 2.0\n")
+    paths = ["/plugin/1", "/plugin/crash", "/plugin/hang", "/plugin/2"]
+    seeds = seeds_file(tmp_path, *(site.url(p) for p in paths))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--config", config, timeout=45)
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "seeds")
+    for path in ("/plugin/crash", "/plugin/hang"):
+        error = run.error(site.url(path))
+        assert_error_shape(error)
+        assert error["kind"] == "parse"
+    for path in ("/plugin/1", "/plugin/2"):
+        assert run.page(site.url(path))["extra"] == {"survived": True}
+    assert len(run.pages) == 2 and len(run.errors) == 2, "one record per URL"
+    assert run.stats["process_pool"]["restarts"] >= 1
+    assert result.seconds < 30

@@ -1,0 +1,174 @@
+"""The hybrid engine's executors: a parse pool that survives crashing and hanging pages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from crawler.models import ParseInput, ParseResult
+from crawler.pools import ParseFailed, ParsePool, ThreadPool
+
+HTML = (b"<!doctype html><html lang='en'><head><title>Hello pool</title></head>"
+        b"<body><h1>Hi</h1><p>three little words</p><a href='/next'>next</a></body></html>")
+CRASH = "tests.plugins.crash:crash_on_url"
+HANG = "tests.plugins.crash:hang_on_url"
+SLOW = "tests.plugins.crash:slow_on_url"
+
+
+def page(path: str) -> ParseInput:
+    return ParseInput(url=f"http://site.test{path}", status=200, content_type="text/html",
+                      charset="utf-8", headers={"content-type": "text/html"}, body=HTML)
+
+
+def make_pool(timeout: float = 10.0, extractors: tuple[str, ...] = (CRASH, HANG, SLOW),
+              workers: int = 2) -> ParsePool:
+    return ParsePool(workers=workers, timeout=timeout, extractors=extractors, policy=None,
+                     max_links=100)
+
+
+@pytest.fixture
+def pool() -> Iterator[ParsePool]:
+    p = make_pool()
+    yield p
+    p.terminate()
+
+
+def assert_parsed(result: ParseResult | ParseFailed) -> None:
+    assert isinstance(result, ParseResult), result
+    assert result.is_html
+    assert result.title == "Hello pool"
+    assert [link.to for link in result.links] == ["http://site.test/next"]
+
+
+async def test_parse_pool_parses_in_worker_processes(pool: ParsePool) -> None:
+    results = await pool.parse([page("/a"), page("/b")])
+    assert len(results) == 2
+    for result in results:
+        assert_parsed(result)
+    assert pool.figures.tasks == 2
+    assert pool.figures.restarts == 0
+
+
+async def test_crashing_page_costs_that_page_only(pool: ParsePool) -> None:
+    results = await pool.parse([page("/good-1"), page("/crash"), page("/good-2")])
+    assert [type(r) for r in results] == [ParseResult, ParseFailed, ParseResult]
+    assert_parsed(results[0])
+    assert_parsed(results[2])
+    assert "died" in str(results[1])
+    assert pool.figures.restarts >= 1
+    (after,) = await pool.parse([page("/after")])
+    assert_parsed(after)
+
+
+async def test_crash_alone_in_its_batch_is_one_failure(pool: ParsePool) -> None:
+    (result,) = await pool.parse([page("/crash")])
+    assert isinstance(result, ParseFailed)
+    assert "died" in str(result)
+    assert pool.figures.restarts >= 1
+    assert_parsed((await pool.parse([page("/fine")]))[0])
+
+
+async def test_hanging_page_fails_within_the_timeout_and_the_pool_recovers() -> None:
+    pool = make_pool(timeout=1.0)
+    try:
+        assert_parsed((await pool.parse([page("/warm-up")]))[0])
+        began = time.monotonic()
+        (result,) = await pool.parse([page("/hang")])
+        assert time.monotonic() - began < 5
+        assert isinstance(result, ParseFailed)
+        assert "parse_timeout" in str(result)
+        assert pool.figures.restarts == 1
+        assert_parsed((await pool.parse([page("/after")]))[0])
+    finally:
+        pool.terminate()
+
+
+async def test_call_runs_a_function_in_the_pool(pool: ParsePool) -> None:
+    assert await pool.call(pow, 2, 10) == 1024
+    assert pool.figures.tasks == 1
+
+
+async def test_crash_does_not_fail_pages_parsing_beside_it() -> None:
+    """The runner parses each page in its own call, many at once: a crash in one call must
+    not turn the pages in flight in the others into ParseFailed (CONTRACT 4: "costs that
+    page only")."""
+    pool = make_pool(workers=3)
+    try:
+        await asyncio.gather(*(pool.parse([page(f"/warm-{i}?slow=0.2")]) for i in range(3)))
+
+        async def crash_later() -> list[ParseResult | ParseFailed]:
+            await asyncio.sleep(0.3)  # both slow pages are mid-parse by now
+            return await pool.parse([page("/crash")])
+
+        slow_1, slow_2, crashed = await asyncio.gather(
+            pool.parse([page("/one?slow=1")]), pool.parse([page("/two?slow=1")]),
+            crash_later())
+        assert isinstance(crashed[0], ParseFailed)
+        assert_parsed(slow_1[0])
+        assert_parsed(slow_2[0])
+    finally:
+        pool.terminate()
+
+
+async def test_hang_does_not_fail_a_page_parsing_beside_it() -> None:
+    pool = make_pool(timeout=1.0, workers=2)
+    try:
+        await asyncio.gather(*(pool.parse([page(f"/warm-{i}")]) for i in range(2)))
+
+        async def slow_later() -> list[ParseResult | ParseFailed]:
+            await asyncio.sleep(0.7)  # mid-parse (0.7 s to 1.2 s) when the hang is killed at 1 s
+            return await pool.parse([page("/beside?slow=0.5")])
+
+        hung, beside = await asyncio.gather(pool.parse([page("/hang")]), slow_later())
+        assert isinstance(hung[0], ParseFailed)
+        assert_parsed(beside[0])
+    finally:
+        pool.terminate()
+
+
+async def test_time_queued_behind_other_pages_does_not_count_as_hanging() -> None:
+    """parse_timeout is what one page may take in a parse process, not its wait for one."""
+    pool = make_pool(timeout=1.0, workers=1)
+    try:
+        assert_parsed((await pool.parse([page("/warm")]))[0])
+        results = await asyncio.gather(*(pool.parse([page(f"/p{i}?slow=0.6")])
+                                         for i in range(2)))
+        for (result,) in results:
+            assert_parsed(result)
+        assert pool.figures.restarts == 0
+    finally:
+        pool.terminate()
+
+
+async def test_thread_pool_runs_off_the_main_thread_and_counts() -> None:
+    threads = ThreadPool(2)
+    try:
+        def where(pause: float) -> str:
+            time.sleep(pause)
+            return threading.current_thread().name
+
+        names = await asyncio.gather(threads.run(where, 0.05), threads.run(where, pause=0.05))
+        assert all(name != threading.main_thread().name for name in names)
+        assert all(name.startswith("crawl-io") for name in names)
+        assert threads.figures.tasks == 2
+        assert threads.figures.busy_s >= 0.1 - 0.01
+        assert threads.figures.snapshot()["tasks"] == 2
+    finally:
+        threads.shutdown()
+
+
+async def test_thread_pool_counts_a_task_that_raises() -> None:
+    threads = ThreadPool(1)
+    try:
+        def boom() -> None:
+            raise ValueError("nope")
+
+        with pytest.raises(ValueError, match="nope"):
+            await threads.run(boom)
+        assert threads.figures.tasks == 1
+    finally:
+        threads.shutdown()
