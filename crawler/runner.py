@@ -34,6 +34,7 @@ from .settings import Settings
 from .sinks import JsonlFiles, PluginSinks, Record, write_json_atomic
 from .stats import Stats
 from .urls import LinkPolicy, host_of
+from .warc import WarcFile
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Runner:
         self._host_inflight: dict[str, int] = {}
         self._abandoned: list[str] = []
         self._side_tasks: set[asyncio.Task[None]] = set()  # sitemap readers
+        self._archive: list[Response] = []  # responses for the WARC file, with --warc
+        self.warc: WarcFile | None = None
         self._signals = 0
 
     # -- set-up ---------------------------------------------------------------------------
@@ -128,6 +131,9 @@ class Runner:
             connector=connector, headers={"User-Agent": self.s.user_agent},
             auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
         await self.files.open()
+        if self.s.warc:
+            self.warc = WarcFile(self.run_dir / "crawl.warc.gz", self.s.user_agent)
+            await self.threads.run(self.warc.open)
         self.sinks.start()
         self.progress = Progress(self.s, self.stats)
         try:
@@ -320,6 +326,8 @@ class Runner:
             self.stats.count("extractor_errors")
             log.warning("extractor failed on %s: %s", request.url, result.error)
         record = page_record(request, response, result)
+        if self.warc is not None:
+            self._archive.append(response)
         links = result.links if result is not None else []
         if result is not None:
             self.stats.count("links_dropped", result.links_dropped)
@@ -389,6 +397,9 @@ class Runner:
                     self.stats.error(error["kind"])
                 self.stats.count("duplicates", outcome.admitted.count(False))
             await self.files.write({"pages": pages, "links": link_records, "errors": errors})
+            if self.warc is not None and self._archive:
+                archive, self._archive = self._archive, []
+                await self.threads.run(self.warc.write, archive)
             await self.frontier.commit()
             for page in pages:
                 await self.sinks.put(page)
@@ -475,6 +486,8 @@ class Runner:
 
     async def _shutdown(self) -> None:
         await self.files.close()
+        if self.warc is not None:
+            await self.threads.run(self.warc.close)
         await self.sinks.close()
         if hasattr(self, "fetcher"):
             await self.fetcher.robots.close()
