@@ -63,6 +63,7 @@ class Runner:
         self._host_inflight: dict[str, int] = {}
         self._abandoned: list[str] = []
         self._side_tasks: set[asyncio.Task[None]] = set()  # sitemap readers
+        self._failure: BaseException | None = None  # of a background task
         self._archive: list[Response] = []  # responses for the WARC file, with --warc
         self.warc: WarcFile | None = None
         self._signals = 0
@@ -130,13 +131,13 @@ class Runner:
         session = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": self.s.user_agent},
             auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
-        await self.files.open()
-        if self.s.warc:
-            self.warc = WarcFile(self.run_dir / "crawl.warc.gz", self.s.user_agent)
-            await self.threads.run(self.warc.open)
-        self.sinks.start()
         self.progress = Progress(self.s, self.stats)
         try:
+            await self.files.open()
+            if self.s.warc:
+                self.warc = WarcFile(self.run_dir / "crawl.warc.gz", self.s.user_agent)
+                await self.threads.run(self.warc.open)
+            self.sinks.start()
             async with session:
                 self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
                 self.fetcher.robots.on_loaded = self._on_robots
@@ -165,9 +166,13 @@ class Runner:
         ]
         if self.s.max_runtime_s:
             background.append(asyncio.create_task(self._deadline(self.s.max_runtime_s)))
+        for task in background:
+            task.add_done_callback(self._on_background_done)
         self.progress.start()
         try:
             await self._dispatch()
+            if self._failure is not None:
+                raise self._failure
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -177,6 +182,11 @@ class Runner:
             await self._abandon_inflight()
             await self._flush()
             self.progress.stop()
+
+    def _on_background_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+            self.stop("error")
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -276,7 +286,8 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must cost one URL, not the crawl
-            log.exception("internal error on %s", request.url)
+            log.error("internal error on %s: %r (a bug; -v shows where)", request.url, exc)
+            log.debug("traceback", exc_info=True)
             self._add(Outcome(request, "failed", fetched_at=time.time()), None, [],
                       error_record(request, "other", f"internal error: {exc!r}", 1,
                                    utc_iso(time.time())))

@@ -39,6 +39,12 @@ async def record_sink_async(record: dict[str, Any]) -> None:
     await asyncio.to_thread(_append, os.environ[ASYNC_SINK_FILE], line)
 
 
+def slow_sink(record: dict[str, Any]) -> None:
+    """A blocking client that takes its time: it must not hold up the event loop."""
+    time.sleep(0.3)
+    _append(os.environ[SINK_FILE], _where(record))
+
+
 def failing_sink(record: dict[str, Any]) -> None:
     raise RuntimeError(f"e2e sink failure for {record['url']}")
 

@@ -8,6 +8,8 @@ links it hands out to `localhost` are there to be refused, never followed.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import functools
 import gzip
 import html
 import random
@@ -280,6 +282,16 @@ async def retry_after(request: web.Request) -> web.Response:
     return _page(f"Patient {key}")
 
 
+async def retry_after_date(request: web.Request) -> web.Response:
+    """429 with a `Retry-After` HTTP date two seconds ahead once, then a page."""
+    key = request.match_info["key"]
+    if _count(request, f"retry-after-date/{key}") == 1:
+        when = email.utils.formatdate(time.time() + 2, usegmt=True)
+        return web.Response(status=429, text="slow down", headers={"Retry-After": when},
+                            content_type="text/plain")
+    return _page(f"Patient until a date {key}")
+
+
 async def redirect(request: web.Request) -> web.Response:
     """`/redirect/n` -> `/redirect/n-1` ... -> `/redirect/0`, a page."""
     n = int(request.match_info["n"])
@@ -305,8 +317,16 @@ async def redirect_private_path(request: web.Request) -> web.Response:
 
 
 async def slow(request: web.Request) -> web.Response:
+    """Sleeps, then answers; counts how many slow answers were in flight at once."""
     seconds = float(request.match_info["seconds"])
-    await asyncio.sleep(seconds)
+    counters = request.app[COUNTERS]
+    counters["slow_in_flight"] = counters.get("slow_in_flight", 0) + 1
+    counters["slow_max_in_flight"] = max(counters.get("slow_max_in_flight", 0),
+                                         counters["slow_in_flight"])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        counters["slow_in_flight"] -= 1
     return _page(f"Slow {seconds}")
 
 
@@ -406,6 +426,17 @@ async def gzipped(request: web.Request) -> web.Response:
                         headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
 
 
+@functools.cache
+def _gzip_bomb() -> bytes:
+    return gzip.compress(b"<p>" + b"\0" * 20_000_000, compresslevel=9)
+
+
+async def gzip_bomb(request: web.Request) -> web.Response:
+    """About 20 KB on the wire, 20 MB once decoded."""
+    return web.Response(body=_gzip_bomb(),
+                        headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+
+
 async def gzip_corrupt(request: web.Request) -> web.Response:
     body = gzip.compress(gzip_body())
     body = body[:10] + bytes(b ^ 0x5A for b in body[10:60]) + body[60:]
@@ -480,6 +511,12 @@ async def cond_vanishing(request: web.Request) -> web.Response:
     return _page("Here today")
 
 
+async def to_port(request: web.Request) -> web.Response:
+    """A page that links to the same host on another port."""
+    port = int(request.match_info["port"])
+    return _page("Another port", f'<a href="http://127.0.0.1:{port}/site/page/8">there</a>')
+
+
 async def plugin_page(request: web.Request) -> web.Response:
     """`/plugin/n` has n h1 headings; `/plugin/crash` and `/plugin/hang` trip e2e_plugins."""
     name = request.match_info["name"]
@@ -525,6 +562,7 @@ def make_site() -> web.Application:
     get("/status/{code:\\d+}", status)
     get("/retry/{key}/{n:\\d+}", retry)
     get("/retry-after/{key}", retry_after)
+    get("/retry-after-date/{key}", retry_after_date)
     get("/redirect/{n:\\d+}", redirect)
     get("/loop/{name:[ab]}", loop)
     get("/redirect-out", redirect_out)
@@ -540,6 +578,7 @@ def make_site() -> web.Application:
     get("/binary", binary)
     get("/gzip", gzipped)
     get("/gzip-corrupt", gzip_corrupt)
+    get("/gzip-bomb", gzip_bomb)
     get("/encoding-unknown", encoding_unknown)
     get("/norm/", norm_index)
     get("/norm/{name}", norm_leaf)
@@ -550,4 +589,5 @@ def make_site() -> web.Application:
     get("/cond/changing", cond_changing)
     get("/cond/vanishing", cond_vanishing)
     get("/plugin/{name}", plugin_page)
+    get("/to-port/{port:\\d+}", to_port)
     return app

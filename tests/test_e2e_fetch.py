@@ -268,7 +268,6 @@ async def test_oversized_body_is_abandoned_early(site: Site, tmp_path: Path, que
     assert len(streams) == 1
     assert not streams[0].finished, "the crawler read the whole oversized body"
     assert streams[0].written < 2_500_000, f"{streams[0].written} bytes written before the end"
-    print("big stream", streams[0])
 
 
 # --- encodings ------------------------------------------------------------------------------
