@@ -17,10 +17,17 @@ LINK_KEYS = ("from", "to", "text", "nofollow", "followed")
 ERROR_KEYS = ("url", "depth", "referrer", "kind", "message", "attempts", "at")
 
 
-def media_type(value: str | None) -> str | None:
+def content_type(value: str | None) -> tuple[str | None, str | None]:
+    """The media type without parameters, and the charset parameter, of a Content-Type."""
     if not value:
-        return None
-    return value.partition(";")[0].strip().lower() or None
+        return None, None
+    media, _, params = value.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = val.strip().strip("\"'") or None
+    return media.strip().lower() or None, charset
 
 
 def page_record(request: Request, response: Response, result: ParseResult | None) -> Record:
@@ -33,7 +40,7 @@ def page_record(request: Request, response: Response, result: ParseResult | None
         "depth": request.depth,
         "referrer": request.referrer,
         "fetched_at": response.fetched_at,
-        "content_type": media_type(response.headers.get("content-type")),
+        "content_type": content_type(response.headers.get("content-type"))[0],
         "bytes": len(response.body),
         "elapsed_ms": response.elapsed_ms,
         "attempts": response.attempts,

@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -29,7 +28,7 @@ from .frontier.sqlite import SqliteFrontier
 from .models import Link, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool, ThreadPool
 from .progress import Progress
-from .records import error_record, link_record, page_record
+from .records import content_type, error_record, link_record, page_record
 from .settings import Settings
 from .sinks import JsonlFiles, PluginSinks, Record, write_json_atomic
 from .stats import Stats
@@ -311,7 +310,7 @@ class Runner:
             return
         result: ParseResult | ParseFailed | None = None
         if response.status != 304:
-            ctype, charset = _content_type(response.headers.get("content-type"))
+            ctype, charset = content_type(response.headers.get("content-type"))
             inp = ParseInput(url=response.final_url, status=response.status, content_type=ctype,
                              charset=charset, headers=response.headers, body=response.body)
             result = (await self.parser.parse([inp]))[0]
@@ -521,20 +520,3 @@ def _point_latest(job_dir: Path, run_dir: Path) -> None:
     tmp.symlink_to(Path("runs") / run_dir.name)
     os.replace(tmp, link)
 
-
-def _content_type(value: str | None) -> tuple[str | None, str | None]:
-    """Media type without parameters, and the charset parameter."""
-    if not value:
-        return None, None
-    media, _, params = value.partition(";")
-    charset = None
-    for param in params.split(";"):
-        name, _, val = param.partition("=")
-        if name.strip().lower() == "charset":
-            charset = val.strip().strip("\"'") or None
-    return media.strip().lower() or None, charset
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
