@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from crawler.charts import bar_chart, column_chart, fmt, pages_over_time
 from crawler.reader import read_errors, read_links, read_pages, read_stats, run_folder
 
-__all__ = ["app", "bar_chart", "column_chart", "main", "print_summary", "summarize", "write_html"]
+__all__ = ["app", "main", "print_summary", "summarize", "write_html"]
 
 TOP_HOSTS = 10
 MAX_PROBLEMS = 20
@@ -239,7 +240,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         table = _table(key, value_name)
         for name, value in rows:
             # Text, not str: a host or an error kind must not be read as rich markup
-            table.add_row(Text(str(name)), Text(_fmt(value)))
+            table.add_row(Text(str(name)), Text(fmt(value)))
         if table.row_count:
             tables.append(table)
     out.print(Columns(tables))
@@ -255,18 +256,18 @@ def _table(key: str, value: str) -> Table:
 
 def _headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
-        ("pages", _fmt(summary["pages"])),
-        ("errors", _fmt(summary["errors"])),
+        ("pages", fmt(summary["pages"])),
+        ("errors", fmt(summary["errors"])),
         ("bytes", f"{summary['bytes']} ({_human_bytes(summary['bytes'])})"),
-        ("duration (s)", _fmt(summary["duration_s"])),
-        ("pages/s", _fmt(summary["pages_per_s"])),
+        ("duration (s)", fmt(summary["duration_s"])),
+        ("pages/s", fmt(summary["pages_per_s"])),
         ("links", f"{summary['links']} ({summary['links_followed']} followed)"),
     ]
     if summary["stop_reason"]:
         rows.append(("stop reason", str(summary["stop_reason"])))
     if summary["elapsed_ms"]:
         e = summary["elapsed_ms"]
-        figures = " / ".join(_fmt(e[k]) for k in ("p50", "p90", "p99", "max"))
+        figures = " / ".join(fmt(e[k]) for k in ("p50", "p90", "p99", "max"))
         rows.append(("elapsed_ms p50 / p90 / p99 / max", figures))
     return rows
 
@@ -277,15 +278,6 @@ def _engine_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         for name, value in (summary[key] or {}).items():
             rows.append((f"{key} {name}", value))
     return rows
-
-
-def _fmt(value: Any) -> str:
-    """A number exactly as the summary holds it (no separators, no rounding)."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
 
 
 def _human_bytes(n: int) -> str:
@@ -301,10 +293,6 @@ def _human_bytes(n: int) -> str:
 
 # -- the HTML ------------------------------------------------------------------------------
 
-_BAR_W, _LABEL_W, _VALUE_W, _ROW_H = 420, 200, 70, 22
-# plot area, with room above for the scale and at the sides for the first and last labels
-_COL_W, _COL_PAD, _COL_TOP, _COL_H, _AXIS_H = 610, 45, 20, 160, 30
-
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
 padding:0 1rem}
@@ -319,69 +307,6 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 svg text{font:12px system-ui,sans-serif;fill:#1d2430}svg rect.bar{fill:#3d7bd9}
 svg line{stroke:#9aa3af}svg{max-width:100%;height:auto}.muted{color:#5b6472}
 """
-
-
-def bar_chart(rows: Sequence[tuple[str, int | float]], label: str) -> str:
-    """A horizontal bar chart as inline SVG: one bar per `(name, value)` row, in order.
-
-    Names are escaped here; values are printed in full next to their bars, so the chart
-    carries the same numbers as the summary.
-    """
-    if not rows:
-        return '<p class="muted">none</p>'
-    top = max(value for _, value in rows) or 1
-    height = len(rows) * _ROW_H + 4
-    width = _LABEL_W + _BAR_W + _VALUE_W
-    parts = [
-        f'<svg class="bars" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(label)}">'
-    ]
-    for i, (name, value) in enumerate(rows):
-        y = i * _ROW_H + 2
-        bar = max(1.0, _BAR_W * value / top) if value else 0.0
-        shown = name if len(name) <= 30 else name[:29] + "…"
-        parts.append(
-            f"<g><title>{escape(name)}: {_fmt(value)}</title>"
-            f'<text x="{_LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(shown)}</text>'
-            f'<rect class="bar" x="{_LABEL_W}" y="{y + 3}" width="{bar:.1f}" '
-            f'height="{_ROW_H - 6}"/>'
-            f'<text x="{_LABEL_W + bar + 6:.1f}" y="{y + 15}">{_fmt(value)}</text></g>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def column_chart(columns: Sequence[tuple[str, int]], label: str) -> str:
-    """A column chart as inline SVG (histograms, counts over time); every column has a
-    tooltip with its label and count, and about six labels are written under the axis."""
-    if not columns:
-        return '<p class="muted">none</p>'
-    top = max(n for _, n in columns) or 1
-    width, height = _COL_W + 2 * _COL_PAD, _COL_TOP + _COL_H + _AXIS_H
-    axis = _COL_TOP + _COL_H
-    step = _COL_W / len(columns)
-    every = max(1, math.ceil(len(columns) / 6))
-    parts = [
-        f'<svg class="columns" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">',
-        f'<line x1="{_COL_PAD}" y1="{axis}" x2="{_COL_PAD + _COL_W}" y2="{axis}"/>',
-        f'<text x="{_COL_PAD}" y="13">highest column: {top}</text>',
-    ]
-    for i, (name, n) in enumerate(columns):
-        h = _COL_H * n / top
-        x = _COL_PAD + i * step
-        parts.append(
-            f"<g><title>{escape(name)}: {n}</title>"
-            f'<rect class="bar" x="{x + step * 0.1:.1f}" y="{axis - h:.1f}" '
-            f'width="{max(step * 0.8, 1):.1f}" height="{h:.1f}"/></g>'
-        )
-        if i % every == 0:
-            parts.append(
-                f'<text x="{x + step / 2:.1f}" y="{axis + 16}" text-anchor="middle">'
-                f"{escape(name)}</text>"
-            )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def write_html(run_dir: Path, summary: dict[str, Any]) -> Path:
@@ -400,14 +325,14 @@ def _html(s: dict[str, Any]) -> str:
     cards = "".join(
         f'<div class="card"><b>{escape(value)}</b><span>{escape(name)}</span></div>'
         for name, value in [
-            ("pages", _fmt(s["pages"])),
-            ("errors", _fmt(s["errors"])),
-            ("bytes", _fmt(s["bytes"])),
-            ("duration (s)", _fmt(s["duration_s"])),
-            ("pages/s", _fmt(s["pages_per_s"])),
-            ("hosts", _fmt(s["hosts"])),
-            ("links", _fmt(s["links"])),
-            ("links followed", _fmt(s["links_followed"])),
+            ("pages", fmt(s["pages"])),
+            ("errors", fmt(s["errors"])),
+            ("bytes", fmt(s["bytes"])),
+            ("duration (s)", fmt(s["duration_s"])),
+            ("pages/s", fmt(s["pages_per_s"])),
+            ("hosts", fmt(s["hosts"])),
+            ("links", fmt(s["links"])),
+            ("links followed", fmt(s["links_followed"])),
         ]
     )
     when = " to ".join(escape(str(t)) for t in (s["started_at"], s["finished_at"]) if t)
@@ -452,7 +377,7 @@ def _elapsed_section(e: dict[str, Any] | None) -> str:
     if not e:
         return ""
     columns = [(f"{lo}–{hi} ms", n) for lo, hi, n in e["histogram"]]
-    figures = ", ".join(f"{k} {_fmt(e[k])}" for k in ("p50", "p90", "p99", "max"))
+    figures = ", ".join(f"{k} {fmt(e[k])}" for k in ("p50", "p90", "p99", "max"))
     return (
         f"<section><h2>Response time (elapsed_ms, {e['count']} pages)</h2>"
         f'<p class="muted">{figures}</p>{column_chart(columns, "elapsed_ms histogram")}'
@@ -463,26 +388,17 @@ def _elapsed_section(e: dict[str, Any] | None) -> str:
 def _timeline_section(t: dict[str, Any] | None) -> str:
     if not t:
         return ""
-    start = datetime.fromisoformat(t["start"])
-    columns = [
-        (_clock(start + timedelta(seconds=i * t["bucket_s"]), t["bucket_s"]), n)
-        for i, n in enumerate(t["counts"])
-    ]
     return (
-        f"<section><h2>Pages over time (per {_fmt(t['bucket_s'])} s, UTC)</h2>"
-        f"{column_chart(columns, 'pages over time')}</section>"
+        f"<section><h2>Pages over time (per {fmt(t['bucket_s'])} s, UTC)</h2>"
+        f"{pages_over_time(t)}</section>"
     )
-
-
-def _clock(at: datetime, bucket_s: float) -> str:
-    return at.strftime("%H:%M:%S.%f")[:-3] if bucket_s < 1 else at.strftime("%H:%M:%S")
 
 
 def _table_section(title: str, rows: dict[str, Any] | None) -> str:
     if not rows:
         return ""
     cells = "".join(
-        f'<tr><td>{escape(str(k))}</td><td class="n">{escape(_fmt(v))}</td></tr>'
+        f'<tr><td>{escape(str(k))}</td><td class="n">{escape(fmt(v))}</td></tr>'
         for k, v in rows.items()
     )
     return f"<section><h2>{escape(title)}</h2><table>{cells}</table></section>"

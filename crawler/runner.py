@@ -28,9 +28,11 @@ from .frontier.sqlite import SqliteFrontier
 from .models import Link, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool, ThreadPool
 from .progress import Progress
-from .records import content_type, error_record, link_record, page_record
+from .recorder import Finished, Recorder
+from .records import Record, content_type, error_record, page_record
 from .settings import Settings
-from .sinks import JsonlFiles, PluginSinks, Record, write_json_atomic
+from .sinks import JsonlFiles, PluginSinks, write_json_atomic
+from .sitemaps import read_sitemaps
 from .stats import Stats
 from .urls import LinkPolicy, host_of
 from .warc import WarcFile
@@ -38,7 +40,6 @@ from .warc import WarcFile
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
-FLUSH_BATCH = 256
 
 
 class Runner:
@@ -55,17 +56,15 @@ class Runner:
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._buffer: dict[str, deque[Request]] = {}
-        self._pending: list[tuple[Outcome, Record | None, list[Link], Record | None]] = []
-        self._flush_lock = asyncio.Lock()
         self._page_budget = settings.max_pages or None
         self._attempted = False
         self._host_inflight: dict[str, int] = {}
         self._abandoned: list[str] = []
-        self._side_tasks: set[asyncio.Task[None]] = set()  # sitemap readers
+        self._side_tasks: set[asyncio.Task[int]] = set()  # sitemap readers
         self._failure: BaseException | None = None  # of a background task
-        self._archive: list[Response] = []  # responses for the WARC file, with --warc
         self.warc: WarcFile | None = None
         self._signals = 0
+        self._left = 0  # frontier_left at the last snapshot
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -137,6 +136,8 @@ class Runner:
                 self.warc = WarcFile(self.run_dir / "crawl.warc.gz", self.s.user_agent)
                 await self.threads.run(self.warc.open)
             self.sinks.start()
+            self.recorder = Recorder(self.frontier, self.files, self.sinks, self.warc,
+                                     self.threads, self.stats)
             async with session:
                 self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
                 self.fetcher.robots.on_loaded = self._on_robots
@@ -175,9 +176,10 @@ class Runner:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            for task in background + list(self._side_tasks):
+            side = list(self._side_tasks)
+            for task in [*background, *side]:
                 task.cancel()
-            await asyncio.gather(*background, *self._side_tasks, return_exceptions=True)
+            await asyncio.gather(*background, *side, return_exceptions=True)
             await self._abandon_inflight()
             await self._flush()
             self.progress.stop()
@@ -219,12 +221,12 @@ class Runner:
                     self._buffer.setdefault(host_of(request.url), deque()).append(request)
                 idle_leases = 0 if leased else idle_leases + 1
             started = self._start_ready()
-            if self._pending and not self._buffered():
+            if self.recorder.pending and not self._buffered():
                 await self._flush()  # starved: the links waiting in the batch are the work
                 continue
             if not self._inflight and not self._buffered():
                 await self._flush()
-                if not self._pending and idle_leases:
+                if not self.recorder.pending and idle_leases:
                     if await self.frontier.pending() == 0:
                         self.stop("exhausted")
                         break
@@ -287,9 +289,7 @@ class Runner:
         except Exception as exc:  # a bug must cost one URL, not the crawl
             log.error("internal error on %s: %r (a bug; -v shows where)", request.url, exc)
             log.debug("traceback", exc_info=True)
-            self._add(Outcome(request, "failed", fetched_at=time.time()), None, [],
-                      error_record(request, "other", f"internal error: {exc!r}", 1,
-                                   utc_iso(time.time())))
+            self._fail(request, "other", f"internal error: {exc!r}", 1)
         finally:
             if self._inflight.get(request.url) is task:
                 del self._inflight[request.url]
@@ -303,7 +303,7 @@ class Runner:
             response = await self.fetcher.fetch(request)
         except Disallowed:
             self.stats.count("robots_blocked")
-            self._add(Outcome(request, "skipped"), None, [], None)
+            self._add(Finished(Outcome(request, "skipped")))
             return
         except FetchError as exc:
             self._fail(request, exc.kind, str(exc), exc.attempts)
@@ -321,8 +321,8 @@ class Runner:
 
     def _fail(self, request: Request, kind: str, message: str, attempts: int) -> None:
         now = time.time()
-        self._add(Outcome(request, "failed", fetched_at=now), None, [],
-                  error_record(request, kind, message, attempts, utc_iso(now)))
+        self._add(Finished(Outcome(request, "failed", fetched_at=now),
+                           error=error_record(request, kind, message, attempts, utc_iso(now))))
 
     def _page(self, request: Request, response: Response, result: ParseResult | None) -> None:
         if self._page_budget is not None:
@@ -336,8 +336,6 @@ class Runner:
             self.stats.count("extractor_errors")
             log.warning("extractor failed on %s: %s", request.url, result.error)
         record = page_record(request, response, result)
-        if self.warc is not None:
-            self._archive.append(response)
         links = result.links if result is not None else []
         if result is not None:
             self.stats.count("links_dropped", result.links_dropped)
@@ -347,7 +345,8 @@ class Runner:
             last_modified=response.headers.get("last-modified"),
             sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
             candidates=self._candidates(request, links, record))
-        self._add(outcome, record, links, None)
+        self._add(Finished(outcome, page=record, links=list(links),
+                           response=response if self.warc is not None else None))
 
     def _candidates(self, request: Request, links: Sequence[Link],
                     record: Record) -> list[Candidate]:
@@ -373,10 +372,8 @@ class Runner:
             out.append(Candidate(link.to, depth, referrer))
         return out
 
-    def _add(self, outcome: Outcome, page: Record | None, links: list[Link],
-             error: Record | None) -> None:
-        self._pending.append((outcome, page, links, error))
-        if len(self._pending) >= FLUSH_BATCH:
+    def _add(self, finished: Finished) -> None:
+        if self.recorder.add(finished):
             self._wake.set()
 
     # -- making it durable ------------------------------------------------------------------
@@ -387,91 +384,23 @@ class Runner:
             await self._flush()
 
     async def _flush(self) -> None:
-        """State and records of finished URLs: prepare in SQLite, write the lines, commit."""
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, []
-            await self.frontier.prepare([o for o, *_ in batch])
-            pages: list[Record] = []
-            link_records: list[Record] = []
-            errors: list[Record] = []
-            for outcome, page, links, error in batch:
-                if page is not None:
-                    page["near_duplicate_of"] = outcome.near_duplicate_of
-                    pages.append(page)
-                    link_records.extend(self._link_records(outcome, page, links))
-                    self._count_page(outcome.request, page)
-                if error is not None:
-                    errors.append(error)
-                    self.stats.error(error["kind"])
-                self.stats.count("duplicates", outcome.admitted.count(False))
-            await self.files.write({"pages": pages, "links": link_records, "errors": errors})
-            if self.warc is not None and self._archive:
-                archive, self._archive = self._archive, []
-                await self.threads.run(self.warc.write, archive)
-            await self.frontier.commit()
-            for page in pages:
-                await self.sinks.put(page)
-            self._wake.set()
-
-    def _link_records(self, outcome: Outcome, page: Record, links: list[Link]) -> list[Record]:
-        admitted = {c.url: ok for c, ok in zip(outcome.candidates, outcome.admitted, strict=True)}
-        records = []
-        for link in links:
-            followed = admitted.pop(link.to, False)  # a repeat of a link is not followed again
-            records.append(link_record(page["url"], link, followed))
-        self.stats.count("links", len(records))
-        return records
-
-    def _count_page(self, request: Request | None, page: Record) -> None:
-        self.stats.page(page["status"], page["bytes"] or 0)
-        if request is None or request.last_status is None:
-            self.stats.count("new")
-        elif page["not_modified"] or page["changed"] is False:
-            self.stats.count("unchanged")
-        elif page["changed"]:
-            self.stats.count("changed")
-        if page["status"] in (404, 410) and request is not None and (
-                request.last_status is not None and 200 <= request.last_status < 300):
-            self.stats.count("gone")
+        await self.recorder.flush()
+        self._wake.set()
 
     # -- sitemaps ---------------------------------------------------------------------------
 
     def _on_robots(self, origin: str, sitemaps: Sequence[str]) -> None:
         if self.s.sitemaps and sitemaps and not self._stop.is_set():
-            task = asyncio.create_task(self._read_sitemaps(origin, sitemaps))
+            task = asyncio.create_task(read_sitemaps(
+                origin, sitemaps, self.fetcher, self.parser, self._admit, self._sitemap_url_ok))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
 
-    async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
-        from .parse import parse_sitemap
+    def _admit(self, candidates: list[Candidate]) -> None:
+        self._add(Finished(Outcome(None, "admit", candidates=candidates)))
 
-        queue = [u for u in sitemaps if u.startswith(origin)][:50]
-        seen: set[str] = set()
-        while queue and not self._stop.is_set() and len(seen) < 50:
-            url = queue.pop(0)
-            if url in seen:
-                continue
-            seen.add(url)
-            try:
-                status, body = await self.fetcher.document(url)
-            except FetchError as exc:
-                log.info("sitemap %s: %s", url, exc)
-                continue
-            if status != 200:
-                continue
-            try:
-                pages, children = await self.parser.call(parse_sitemap, body, 50_000)
-            except ParseFailed as exc:
-                log.warning("sitemap %s: %s", url, exc)
-                continue
-            queue.extend(c for c in children if c.startswith(origin))
-            candidates = [Candidate(p, 1, url) for p in pages
-                          if self.policy.refusal(p) is None and self.s.max_depth != 0]
-            if candidates:
-                self._add(Outcome(None, "admit", candidates=candidates), None, [], None)
-        log.debug("read %d sitemap(s) of %s", len(seen), origin)
+    def _sitemap_url_ok(self, url: str) -> bool:
+        return self.s.max_depth != 0 and self.policy.refusal(url) is None
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -484,7 +413,6 @@ class Runner:
             thread_pool=self.threads.figures.snapshot(),
         )
 
-    _left = 0
 
     async def _report_loop(self) -> None:
         while True:

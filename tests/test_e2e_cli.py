@@ -149,6 +149,18 @@ async def test_bad_settings_file_exits_2_naming_the_key(site: Site, tmp_path: Pa
     assert site.log == []
 
 
+@pytest.mark.parametrize("key", ["sinks", "extractors"])
+async def test_plugin_that_cannot_be_imported_exits_2_naming_it(site: Site, tmp_path: Path,
+                                                                key: str) -> None:
+    config = config_file(tmp_path, f'{key} = ["tests.no_such_plugin_module:fn"]\n')
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--config", config)
+
+    assert result.returncode == 2, str(result)
+    assert "tests.no_such_plugin_module" in result.stderr, str(result)
+    assert_no_traceback(result)
+
+
 @pytest.mark.parametrize("flags", [["--max-pages", "abc"], ["--no-such-option"],
                                    ["--scope", "planet"]], ids=["not-int", "unknown", "choice"])
 async def test_bad_command_line_exits_2(site: Site, tmp_path: Path, flags: list[str]) -> None:
@@ -275,6 +287,24 @@ async def test_failing_sink_is_logged_and_the_crawl_goes_on(site: Site, tmp_path
     assert result.returncode == 0, str(result)
     assert len(load_run(tmp_path / "out", "seeds").pages) == len(SITE_PATHS)
     assert "e2e sink failure" in result.stderr, "the sink's error is not logged"
+    stats = load_run(tmp_path / "out", "seeds").stats
+    counted = {k: v for k, v in stats.items() if "sink" in k}
+    assert len(SITE_PATHS) in counted.values(), f"sink failures are not counted: {counted}"
+
+
+async def test_slow_blocking_sink_does_not_block_the_event_loop(
+        site: Site, tmp_path: Path) -> None:
+    sink_file = tmp_path / "sink.jsonl"
+    config = config_file(tmp_path, 'sinks = ["tests.e2e_plugins:slow_sink"]\n')
+    result = await run_crawl(seeds_file(tmp_path, site.url("/site/page/8")),
+                             *fast(tmp_path / "out"), "--config", config, "--max-depth", "1",
+                             env=crawl_env(**{SINK_FILE: str(sink_file)}))
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "seeds")
+    assert Counter(line["url"] for line in read_lines(sink_file)) == Counter(run.urls())
+    assert run.stats["loop_lag_ms"]["max"] < 250, \
+        f"a 0.3 s blocking sink stalled the loop: {run.stats['loop_lag_ms']}"
 
 
 @pytest.mark.slow

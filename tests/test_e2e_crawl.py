@@ -38,7 +38,7 @@ from tests.conftest import (
     start_crawl,
     wait_until,
 )
-from tests.site import SITE_PAGES, site_parent
+from tests.site import COUNTERS, LOG, SITE_PAGES, make_site, site_parent
 
 SITE_PATHS = ["/site/", *(f"/site/page/{n}" for n in range(1, SITE_PAGES + 1)),
               "/site/private/secret"]
@@ -78,6 +78,8 @@ async def test_site_crawl_fetches_every_page_exactly_once(site: Site, tmp_path: 
     assert sorted(run.urls()) == sorted(site.url(p) for p in SITE_PATHS)
     assert run.errors == []
     assert_no_traceback(result)
+    agents = {h.headers.get("user-agent", "") for h in site.log}
+    assert len(agents) == 1 and "://" in agents.pop(), "the user agent names the project's URL"
 
 
 async def test_site_crawl_writes_outputs_and_points_latest_at_the_run(
@@ -306,6 +308,17 @@ async def test_scope_any_follows_links_to_other_hosts(site: Site, tmp_path: Path
     assert f"localhost:{site.port}" in site.hosts()
 
 
+async def test_another_port_of_the_same_host_is_in_scope(site: Site, tmp_path: Path,
+                                                        aiohttp_server: Any) -> None:
+    other = make_site()
+    server = await aiohttp_server(other, host="127.0.0.1", shutdown_timeout=0.5)
+    _, run = await crawl_site(site, tmp_path, "--max-depth", "1", seed=f"/to-port/{server.port}")
+
+    assert f"http://127.0.0.1:{server.port}/site/page/8" in run.urls(), \
+        "host is the host name without the port"
+    assert [h.path_qs for h in other[LOG] if h.path_qs != "/robots.txt"] == ["/site/page/8"]
+
+
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--deny", r"/page/[3-8]$"], ["/site/", "/site/page/1", "/site/page/2",
                                    "/site/private/secret"]),
@@ -375,7 +388,8 @@ async def _next_second() -> None:
 async def test_finished_job_run_again_recrawls_with_conditional_requests(
         site: Site, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    paths = ["/cond/etag", "/cond/last-modified", "/cond/changing", "/cond/vanishing"]
+    paths = ["/cond/etag", "/cond/last-modified", "/cond/changing", "/cond/vanishing",
+             "/site/private/static"]
     seeds = seeds_file(tmp_path, *(site.url(p) for p in paths))
     first = await run_crawl(seeds, *fast(out))
     assert first.returncode == 0, str(first)
@@ -405,8 +419,10 @@ async def test_finished_job_run_again_recrawls_with_conditional_requests(
     changing = run2.page(site.url("/cond/changing"))
     assert (changing["status"], changing["changed"]) == (200, True)
     assert run2.page(site.url("/cond/vanishing"))["status"] == 404
+    static = run2.page(site.url("/site/private/static"))
+    assert (static["status"], static["changed"], static["not_modified"]) == (200, False, False)
     stats = run2.stats
-    assert (stats["new"], stats["unchanged"], stats["gone"]) == (0, 2, 1), stats
+    assert (stats["new"], stats["unchanged"], stats["gone"]) == (0, 3, 1), stats
     assert stats["changed"] == sum(p["changed"] is True for p in run2.pages) >= 1, stats
 
     await _next_second()
@@ -420,10 +436,30 @@ async def test_finished_job_run_again_recrawls_with_conditional_requests(
     assert all(p["changed"] is None for p in run3.pages)
 
 
+@pytest.mark.slow
+async def test_recrawl_after_skips_recent_pages_but_crawls_new_seeds(
+        site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old, new = site.url("/site/page/7"), site.url("/site/page/8")
+    first = await run_crawl(seeds_file(tmp_path, old), *fast(out), "--max-depth", "0")
+    assert first.returncode == 0, str(first)
+    await _next_second()
+    mark = len(site.log)
+
+    second = await run_crawl(seeds_file(tmp_path, old, new), *fast(out), "--max-depth", "0",
+                             "--recrawl-after", "1h")
+    assert second.returncode == 0, str(second)
+    asked = [h.path_qs for h in site.log[mark:] if h.path_qs != "/robots.txt"]
+    assert asked == ["/site/page/8"], "only the new seed is due"
+    latest = load_run(out, "seeds", (out / "seeds" / "latest").resolve())
+    assert latest.urls() == [new]
+    assert latest.stats["new"] == 1
+
+
 async def _interrupt_and_resume(site: Site, tmp_path: Path, signum: int) -> None:
     """Stop a crawl of six slow pages after its first pages, then run the same command."""
     out = tmp_path / "out"
-    paths = [f"/slow/0.3?i={i}" for i in range(6)]
+    paths = [f"/slow/0.25?i={i}" for i in range(6)]
     seeds = seeds_file(tmp_path, *(site.url(p) for p in paths))
     args: list[str | Path] = [seeds, *fast(out), "--concurrency", "1", "--per-host", "1"]
     crawl = await start_crawl(*args)
@@ -459,6 +495,7 @@ async def _check_resume(site: Site, out: Path, paths: list[str], args: list[str 
     again = [h.path_qs for h in site.log[mark:] if site.url(h.path_qs) in recorded]
     assert again == [], f"pages that had a record were fetched again: {again}"
     assert run.stats["stop_reason"] == "exhausted"
+    assert site.app[COUNTERS]["slow_max_in_flight"] == 1, "--concurrency 1"
 
 
 def _pages_so_far(out: Path) -> list[dict[str, Any]]:
@@ -487,7 +524,7 @@ async def test_kill_9_then_the_same_command_continues_the_same_run(
 async def test_max_runtime_stops_gracefully(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seeds = seeds_file(tmp_path, *(site.url(f"/slow/0.5?i={i}") for i in range(20)))
-    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "2s")
+    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "1s")
     assert result.returncode == 0, str(result)
     assert result.seconds < 15
     run = load_run(out, "seeds")

@@ -22,7 +22,15 @@ from tests.conftest import (
     seeds_file,
     wait_until,
 )
-from tests.site import CP1251_TITLE, GZIP_TITLE, SITE_PAGES, SJIS_TITLE, binary_body, gzip_body
+from tests.site import (
+    COUNTERS,
+    CP1251_TITLE,
+    GZIP_TITLE,
+    SITE_PAGES,
+    SJIS_TITLE,
+    binary_body,
+    gzip_body,
+)
 
 SITE_PATHS = ["/site/", *(f"/site/page/{n}" for n in range(1, SITE_PAGES + 1)),
               "/site/private/secret"]
@@ -108,6 +116,25 @@ async def test_delay_spaces_request_starts_to_one_host(site: Site, tmp_path: Pat
     starts = [h.at for h in site.log]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.27, f"gaps between request starts: {gaps}"
+
+
+async def test_per_host_caps_requests_in_flight(site: Site, tmp_path: Path) -> None:
+    seeds = [f"/slow/0.3?i={i}" for i in range(6)]
+    _, run = await crawl(site, tmp_path, *seeds, extra=("--per-host", "2"))
+
+    assert len(run.pages) == 6
+    assert site.app[COUNTERS]["slow_max_in_flight"] == 2
+
+
+async def test_user_agent_is_sent_and_picks_its_robots_group(site: Site, tmp_path: Path) -> None:
+    agent = "E2EBot/1.0 (+http://127.0.0.1/bot)"
+    site.robots.status = 200
+    site.robots.body = "User-agent: E2EBot\nDisallow: /site/page/\n\nUser-agent: *\nAllow: /\n"
+    _, run = await crawl(site, tmp_path, "/site/", extra=("--user-agent", agent))
+
+    assert {h.headers.get("user-agent") for h in site.log} == {agent}
+    assert not [p for p in site.paths() if p.startswith("/site/page/")]
+    assert sorted(run.urls()) == [site.url("/site/"), site.url("/site/private/secret")]
 
 
 async def test_sitemaps_named_in_robots_txt_are_read_safely(site: Site, tmp_path: Path) -> None:
@@ -220,6 +247,14 @@ async def test_429_retry_after_is_honoured(site: Site, tmp_path: Path) -> None:
     assert second.at - first.at >= 0.95, f"retried after {second.at - first.at:.2f}s"
 
 
+async def test_retry_after_as_an_http_date_is_honoured(site: Site, tmp_path: Path) -> None:
+    _, run = await crawl(site, tmp_path, "/retry-after-date/k", retries=2)
+
+    assert run.page(site.url("/retry-after-date/k"))["status"] == 200
+    first, second = site.requests_for("/retry-after-date/k")
+    assert second.at - first.at >= 0.9, f"retried after {second.at - first.at:.2f}s"
+
+
 # --- timeouts and broken connections --------------------------------------------------------
 
 
@@ -244,10 +279,11 @@ async def test_timeout_covers_the_whole_body_not_each_read(site: Site, tmp_path:
 @pytest.mark.parametrize("path", ["/reset", "/short"])
 async def test_broken_connection_is_a_connection_error(site: Site, tmp_path: Path,
                                                        path: str) -> None:
-    _, run = await crawl(site, tmp_path, path)
+    _, run = await crawl(site, tmp_path, path, retries=1)
 
     error = run.error(site.url(path))
-    assert (error["kind"], error["attempts"]) == ("connection", 1)
+    assert (error["kind"], error["attempts"]) == ("connection", 2), "retried once"
+    assert site.count(path) == 2
     assert run.pages == []
 
 
@@ -268,6 +304,13 @@ async def test_oversized_body_is_abandoned_early(site: Site, tmp_path: Path, que
     assert len(streams) == 1
     assert not streams[0].finished, "the crawler read the whole oversized body"
     assert streams[0].written < 2_500_000, f"{streams[0].written} bytes written before the end"
+
+
+async def test_decoded_size_counts_against_max_bytes(site: Site, tmp_path: Path) -> None:
+    _, run = await crawl(site, tmp_path, "/gzip-bomb", extra=("--max-bytes", "1000000"))
+
+    assert run.error(site.url("/gzip-bomb"))["kind"] == "too_large"
+    assert run.pages == []
 
 
 # --- encodings ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from crawler.report import bar_chart, column_chart, summarize, write_html
+from crawler.charts import bar_chart, column_chart
+from crawler.report import summarize, write_html
 
 CRAWL_REPORT = Path(sys.executable).parent / "crawl-report"
 RUN_ID = "20261124T120000Z"
