@@ -177,8 +177,8 @@ class Runner:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             side = list(self._side_tasks)
-            for task in [*background, *side]:
-                task.cancel()
+            for pending in (*background, *side):
+                pending.cancel()
             await asyncio.gather(*background, *side, return_exceptions=True)
             await self._abandon_inflight()
             await self._flush()
