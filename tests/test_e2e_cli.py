@@ -128,6 +128,15 @@ async def test_python_dash_m_crawler_runs_the_same_command(site: Site, tmp_path:
     assert load_run(tmp_path / "out", "seeds").urls() == [site.url("/site/page/8")]
 
 
+async def test_no_progress_bar_when_output_is_not_a_terminal(site: Site, tmp_path: Path) -> None:
+    seeds = seeds_file(tmp_path, site.url("/site/"))
+    result = await run_crawl(seeds, "--out", tmp_path / "out", "--retries", "0")
+
+    assert result.returncode == 0, str(result)
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream and "\x1b[" not in stream, f"terminal control codes: {stream!r}"
+
+
 # --- settings -------------------------------------------------------------------------------
 
 

@@ -71,8 +71,9 @@ async def test_robots_disallow_blocks_the_path_and_is_fetched_once_first(
     assert site.url("/robots.txt") not in run.urls(), "robots.txt gets no page record"
 
 
-async def test_robots_txt_404_allows_everything(site: Site, tmp_path: Path) -> None:
-    site.robots.status = 404
+@pytest.mark.parametrize("status", [404, 403])
+async def test_robots_txt_4xx_allows_everything(site: Site, tmp_path: Path, status: int) -> None:
+    site.robots.status, site.robots.body = status, "User-agent: *\nDisallow: /\n"
     _, run = await crawl(site, tmp_path, "/site/")
 
     assert site.paths()[0] == "/robots.txt" and site.count("/robots.txt") == 1
