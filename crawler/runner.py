@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from .errors import FetchError, OutputError
+from .errors import Blocked, FetchError, OutputError
 from .fetch import AddressGuard, Disallowed, Fetcher, utc_iso
 from .frontier import Candidate, Frontier, Outcome, RunInfo
 from .frontier.sqlite import SqliteFrontier
@@ -306,6 +306,8 @@ class Runner:
             self._add(Finished(Outcome(request, "skipped")))
             return
         except FetchError as exc:
+            if isinstance(exc, Blocked):
+                self.stats.count("blocked_private")
             self._fail(request, exc.kind, str(exc), exc.attempts)
             return
         result: ParseResult | ParseFailed | None = None

@@ -43,7 +43,7 @@ class Stats:
 
     COUNTERS = ("pages", "errors", "bytes", "robots_blocked", "out_of_scope", "duplicates",
                 "retries", "new", "changed", "unchanged", "gone", "links", "sink_errors",
-                "extractor_errors", "links_dropped", "blocked_private", "host_budget")
+                "extractor_errors", "links_dropped", "blocked_private")
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter({k: 0 for k in self.COUNTERS})
