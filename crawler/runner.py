@@ -213,7 +213,7 @@ class Runner:
         idle_leases = 0
         while not self._stop.is_set():
             self._wake.clear()
-            buffered = sum(len(q) for q in self._buffer.values())
+            buffered = self._buffered()
             if buffered < self.s.concurrency * 2:
                 skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
                 leased = await self.frontier.lease(self.s.concurrency * 2 - buffered, skip)

@@ -16,11 +16,11 @@ from aiofiles.threadpool.text import AsyncTextIOWrapper
 
 from .parse import load_callable
 from .pools import ThreadPool
+from .records import Record
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 KINDS = ("pages", "links", "errors")
 
 
