@@ -1,10 +1,22 @@
 """Step 5: make finished URLs durable in batches: frontier state, records, archive, sinks.
 
-The order of writes is what a crash may interrupt, so it is fixed here: the frontier first
-*prepares* the batch (state and newly admitted links in an open SQLite transaction, which also
-answers `near_duplicate_of` and `followed`), then the JSONL lines (and WARC records) are
-written and flushed, then the transaction commits, then the sink plugins get the page records.
-A crash before the commit leaves records whose URLs are still queued, never the reverse.
+The order of writes is what a crash may interrupt, so it is fixed here, and one transaction
+decides everything:
+
+1. the frontier *prepares* the batch: URL states and newly admitted links in an open
+   transaction, which also answers `near_duplicate_of` and `followed`;
+2. the records are encoded, and the WARC records (when on) appended to the archive;
+3. the transaction commits together with the batch's *journal*: the encoded lines and the
+   size each file had before them (and the archive's size after its records). From this
+   instant the records exist, whatever happens next;
+4. the lines are appended to the JSONL files, links first, then pages and errors;
+5. the sink plugins get the page records.
+
+A crash before 3 leaves the URLs leased (queued again on resume, fetched again, with nothing
+of theirs on disk: the archive is cut back to its committed size). A crash after 3 leaves
+the files short of, or torn inside, the last batch: on resume each file is cut back to its
+journaled size and the batch written again. So records and state always agree, no URL with a
+record is fetched again, and no discovered link is lost.
 """
 
 from __future__ import annotations
@@ -12,11 +24,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from .frontier import Frontier, Outcome
+from . import failpoints
+from .frontier import Frontier, Journal, Outcome
 from .models import Link, Request, Response
 from .pools import ThreadPool
 from .records import Record, link_record
-from .sinks import JsonlFiles, PluginSinks
+from .sinks import JsonlFiles, PluginSinks, encode_batches
 from .stats import Stats
 from .warc import WarcFile
 
@@ -45,6 +58,8 @@ class Recorder:
         self._stats = stats
         self._pending: list[Finished] = []
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failed: BaseException | None = None
 
     def add(self, finished: Finished) -> bool:
         """Queue one outcome; True when enough are waiting that a flush is due."""
@@ -56,6 +71,21 @@ class Recorder:
         return bool(self._pending)
 
     async def flush(self) -> None:
+        """Make what is pending durable. A caller that is cancelled (a stop) does not cancel
+        the batch half-way: it goes on in its own task, and the next flush waits for it."""
+        if self._failed is not None:
+            raise self._failed
+        task = asyncio.create_task(self._flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._flushed)
+        await asyncio.shield(task)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failed = task.exception()
+
+    async def _flush(self) -> None:
         async with self._lock:
             if not self._pending:
                 return
@@ -74,13 +104,22 @@ class Recorder:
                     errors.append(f.error)
                     self._stats.error(f.error["kind"])
                 self._stats.count("duplicates", f.outcome.admitted.count(False))
-            await self._files.write({"pages": pages, "links": links, "errors": errors})
-            archive = [f.response for f in batch if f.response is not None]
-            if self._warc is not None and archive:
-                await self._threads.run(self._warc.write, archive)
-            await self._frontier.commit()
-            for page in pages:
-                await self._sinks.put(page)
+            data = await self._threads.run(
+                encode_batches, {"pages": pages, "links": links, "errors": errors})
+            journal = Journal({kind: (self._files.sizes[kind], blob)
+                               for kind, blob in data.items()})
+            if self._warc is not None:
+                archive = [f.response for f in batch if f.response is not None]
+                journal.files["warc"] = (await self._threads.run(self._warc.write, archive), b"")
+            if self._sinks:
+                journal.files["sinks"] = (self._sinks.delivered, b"")
+            journal.totals = self._stats.totals()
+            failpoints.reach("before-commit")
+            await self._frontier.commit(journal)
+            failpoints.reach("after-commit")
+            await self._files.write(data)
+            failpoints.reach("after-write")
+            await self._sinks.put(pages, self._files.sizes["pages"])
 
     def _link_records(self, outcome: Outcome, page: Record, links: list[Link]) -> list[Record]:
         admitted = {c.url: ok for c, ok in zip(outcome.candidates, outcome.admitted, strict=True)}

@@ -31,11 +31,11 @@ from .progress import Progress
 from .recorder import Finished, Recorder
 from .records import Record, content_type, error_record, page_record
 from .settings import Settings
-from .sinks import JsonlFiles, PluginSinks, write_json_atomic
+from .sinks import JsonlFiles, PluginSinks, read_lines, write_json_atomic
 from .sitemaps import read_sitemaps
 from .stats import Stats
 from .urls import LinkPolicy, host_of
-from .warc import WarcFile
+from .warc import WarcFile, cut_back
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,16 @@ class Runner:
             auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
         self.progress = Progress(self.s, self.stats)
         try:
-            await self.files.open()
+            journal = self.info.journal
+            self.stats.resume(journal.totals)
+            await self.files.open(journal.files)
+            warc_path = self.run_dir / "crawl.warc.gz"
+            if "warc" in journal.files:
+                await self.threads.run(cut_back, warc_path, journal.files["warc"][0])
             if self.s.warc:
-                self.warc = WarcFile(self.run_dir / "crawl.warc.gz", self.s.user_agent)
+                self.warc = WarcFile(warc_path, self.s.user_agent)
                 await self.threads.run(self.warc.open)
-            self.sinks.start()
+            await self._start_sinks(journal.files.get("sinks"))
             self.recorder = Recorder(self.frontier, self.files, self.sinks, self.warc,
                                      self.threads, self.stats)
             async with session:
@@ -145,6 +150,15 @@ class Runner:
         finally:
             await self._shutdown()
         return self._exit_code()
+
+    async def _start_sinks(self, mark: tuple[int, bytes] | None) -> None:
+        """Feed the sinks again what a killed invocation may not have given them: the page
+        records past the point its last commit saw them reach."""
+        self.sinks.start(mark[0] if mark else self.files.sizes["pages"])
+        if self.sinks and self.sinks.delivered < self.files.sizes["pages"]:
+            records = await self.threads.run(read_lines, self.files.path("pages"),
+                                             self.sinks.delivered)
+            await self.sinks.put(records, self.files.sizes["pages"])
 
     def _exit_code(self) -> int:
         if self.stop_reason == "interrupted":
@@ -435,11 +449,12 @@ class Runner:
         self._left = await self.frontier.pending()
         finished = self.stop_reason == "exhausted" and self._left == 0
         finished_at = utc_iso(time.time()) if finished else None
-        await self.frontier.finish(self.stop_reason or "interrupted", finished_at)
         data = self.snapshot(finished_at)
         await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
-        if finished:
+        if finished:  # before the run is marked finished: a kill in between resumes it, and
+            # the resumed run, with nothing left to do, finishes at once
             await self.threads.run(_point_latest, self.job_dir, self.run_dir)
+        await self.frontier.finish(self.stop_reason or "interrupted", finished_at)
         self.progress.summary(data, self.run_dir)
 
 

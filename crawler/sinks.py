@@ -7,13 +7,14 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiofiles
-from aiofiles.threadpool.text import AsyncTextIOWrapper
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
+from . import failpoints
 from .parse import load_callable
 from .pools import ThreadPool
 from .records import Record
@@ -21,13 +22,17 @@ from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-KINDS = ("pages", "links", "errors")
+KINDS = ("links", "pages", "errors")  # the order of writes
 
 
-def encode(records: Sequence[Record]) -> str:
-    """One JSON object per line; runs in a thread, not on the loop."""
+def encode(records: Sequence[Record]) -> bytes:
+    """One JSON object per line, UTF-8; runs in a thread, not on the loop."""
     return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for r in records)
+                   for r in records).encode("utf-8")
+
+
+def encode_batches(batches: Mapping[str, Sequence[Record]]) -> dict[str, bytes]:
+    return {kind: encode(records) for kind, records in batches.items() if records}
 
 
 def repair(path: Path) -> int:
@@ -59,36 +64,71 @@ def repair(path: Path) -> int:
         return size - keep
 
 
+def replay(path: Path, base: int, data: bytes) -> int:
+    """Make `path` end with the last committed batch: cut it back to `base` (dropping a torn
+    or partial write of that batch) and append `data`; returns the bytes that were past
+    `base`. Idempotent."""
+    with path.open("ab+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size < base:
+            raise OSError(f"{path} is {size} bytes, shorter than its {base} committed bytes; "
+                          "it was changed outside the crawler")
+        f.truncate(base)
+        f.seek(base)
+        f.write(data)
+        return size - base
+
+
 class JsonlFiles:
-    """`pages`, `links` and `errors` JSONL files of one run (one set per worker when shared)."""
+    """`pages`, `links` and `errors` JSONL files of one run (one set per worker when shared).
+
+    Binary, append-only, with the size of each file known at every instant, so that a batch's
+    journal can name where the batch starts.
+    """
 
     def __init__(self, run_dir: Path, threads: ThreadPool, suffix: str = "") -> None:
         self._dir = run_dir
         self._threads = threads
         self._suffix = suffix
-        self._files: dict[str, AsyncTextIOWrapper] = {}
+        self._files: dict[str, AsyncBufferedIOBase] = {}
+        self.sizes: dict[str, int] = {}
 
     def path(self, kind: str) -> Path:
         return self._dir / f"{kind}{self._suffix}.jsonl"
 
-    async def open(self) -> None:
+    async def open(self, journal: Mapping[str, tuple[int, bytes]]) -> None:
+        """Open for appending; first write the last committed batch again where `journal`
+        has it, else cut a torn last line."""
         for kind in KINDS:
-            removed = await self._threads.run(repair, self.path(kind))
-            if removed:
-                log.warning("cut a torn last line (%d bytes) from %s", removed, self.path(kind))
-            self._files[kind] = await aiofiles.open(
-                self.path(kind), "a", encoding="utf-8", executor=self._threads.executor)
+            path = self.path(kind)
+            if kind in journal:
+                base, data = journal[kind]
+                found = await self._threads.run(replay, path, base, data)
+                if found != len(data):
+                    log.warning("%s: wrote its last committed batch again (%d bytes; %d were "
+                                "on disk)", path, len(data), found)
+            else:
+                removed = await self._threads.run(repair, path)
+                if removed:
+                    log.warning("cut a torn last line (%d bytes) from %s", removed, path)
+            self._files[kind] = await aiofiles.open(path, "ab", executor=self._threads.executor)
+            self.sizes[kind] = await self._files[kind].tell()
 
-    async def write(self, batches: dict[str, list[Record]]) -> None:
-        """Append whole lines, then flush, so a reader never sees half a record but at the end."""
+    async def write(self, data: Mapping[str, bytes]) -> None:
+        """Append whole lines and flush each file; links first, so that a page's links are on
+        disk whenever the page is."""
         for kind in KINDS:
-            records = batches.get(kind)
-            if records:
-                text = await self._threads.run(encode, records)
-                await self._files[kind].write(text)
-        for kind in KINDS:
-            if batches.get(kind):
-                await self._files[kind].flush()
+            blob = data.get(kind)
+            if not blob:
+                continue
+            f = self._files[kind]
+            if failpoints.due(f"torn-{kind}"):  # the durability tests' torn write
+                await f.write(blob[: len(blob) // 2])
+                await f.flush()
+                failpoints.kill()
+            await f.write(blob)
+            await f.flush()
+            self.sizes[kind] += len(blob)
 
     async def close(self) -> None:
         for f in self._files.values():
@@ -101,6 +141,9 @@ class PluginSinks:
 
     A plain function is a blocking client and runs in the thread pool; an `async def` is
     awaited on the loop. A sink that raises is logged and counted, and the crawl goes on.
+    `delivered` is how far into `pages.jsonl` every sink has had its records: each commit
+    keeps it, and a resumed run feeds the sinks again from there (at least once across a
+    `kill -9`, exactly once otherwise).
     """
 
     def __init__(self, specs: Sequence[str], threads: ThreadPool, stats: Stats,
@@ -108,22 +151,30 @@ class PluginSinks:
         self._sinks: list[tuple[str, Callable[..., Any]]] = [(s, load_callable(s)) for s in specs]
         self._threads = threads
         self._stats = stats
-        self._queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize)
+        # (record, the end of its batch in pages.jsonl when it is the batch's last record)
+        self._queue: asyncio.Queue[tuple[Record, int | None] | None] = asyncio.Queue(maxsize)
         self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
 
     def __bool__(self) -> bool:
         return bool(self._sinks)
 
-    def start(self) -> None:
+    def start(self, delivered: int) -> None:
+        self.delivered = delivered
         if self._sinks:
             self._task = asyncio.create_task(self._drain(), name="sinks")
 
-    async def put(self, record: Record) -> None:
-        if self._sinks:
-            await self._queue.put(record)
+    async def put(self, records: Sequence[Record], end: int) -> None:
+        """Queue one batch of page records that ends at byte `end` of pages.jsonl."""
+        if not self._sinks:
+            self.delivered = end
+            return
+        for i, record in enumerate(records, start=1):
+            await self._queue.put((record, end if i == len(records) else None))
 
     async def _drain(self) -> None:
-        while (record := await self._queue.get()) is not None:
+        while (item := await self._queue.get()) is not None:
+            record, end = item
             for name, fn in self._sinks:
                 try:
                     if inspect.iscoroutinefunction(fn):
@@ -134,12 +185,21 @@ class PluginSinks:
                     self._stats.count("sink_errors")
                     log.warning("sink %s failed on %s: %s: %s", name, record.get("url"),
                                 type(exc).__name__, exc)
+            if end is not None:
+                self.delivered = end
 
     async def close(self) -> None:
         if self._task is not None:
             await self._queue.put(None)
             await self._task
             self._task = None
+
+
+def read_lines(path: Path, start: int) -> list[Record]:
+    """The records of a JSONL file from byte `start` (a line boundary) to its end."""
+    with path.open("rb") as f:
+        f.seek(start)
+        return [json.loads(line) for line in f.read().splitlines() if line]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -46,9 +46,11 @@ class Stats:
                 "extractor_errors", "links_dropped", "blocked_private")
 
     def __init__(self) -> None:
+        # this invocation's tallies; `_earlier` holds those of the run's earlier invocations
         self.counters: Counter[str] = Counter({k: 0 for k in self.COUNTERS})
         self.status_counts: Counter[str] = Counter()
         self.errors_by_kind: Counter[str] = Counter()
+        self._earlier: dict[str, Any] = {}
         self.responses = 0  # attempts that got any HTTP answer: exit 4 when none did
         self.lag = LoopLag()
         self.started = time.monotonic()
@@ -68,15 +70,44 @@ class Stats:
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
 
+    def resume(self, totals: dict[str, Any]) -> None:
+        """Continue a run: its figures so far, as `totals()` gave them at its last commit."""
+        self._earlier = totals
+
+    def totals(self) -> dict[str, Any]:
+        """The run's cumulative tallies (all invocations), kept with each commit.
+
+        Page, error, byte, status and change counts are exact across a `kill -9`, since they
+        are counted in the batch they are committed with; the others (retries, robots_blocked,
+        ...) may count the in-flight URLs of a killed invocation twice.
+        """
+        earlier = self._earlier
+        return {
+            "counters": _add(earlier.get("counters"), self.counters),
+            "status_counts": _add(earlier.get("status_counts"), self.status_counts),
+            "errors_by_kind": _add(earlier.get("errors_by_kind"), self.errors_by_kind),
+            "active_s": round(float(earlier.get("active_s", 0.0)) + self.elapsed_s(), 3),
+            "invocations": int(earlier.get("invocations", 0)) + 1,
+        }
+
     def snapshot(self, **extra: Any) -> dict[str, Any]:
-        duration = self.elapsed_s()
+        totals = self.totals()
+        counters = totals["counters"]
+        duration = totals["active_s"]  # time spent crawling, summed over the invocations
         data: dict[str, Any] = {
             **extra,
-            "duration_s": round(duration, 3),
-            **dict(self.counters),
-            "pages_per_s": round(self.counters["pages"] / duration, 2) if duration else 0.0,
-            "status_counts": dict(sorted(self.status_counts.items())),
-            "errors_by_kind": dict(sorted(self.errors_by_kind.items())),
+            "duration_s": duration,
+            **counters,
+            "pages_per_s": round(counters["pages"] / duration, 2) if duration else 0.0,
+            "status_counts": dict(sorted(totals["status_counts"].items())),
+            "errors_by_kind": dict(sorted(totals["errors_by_kind"].items())),
+            "invocations": totals["invocations"],
             "loop_lag_ms": self.lag.snapshot(),
         }
         return data
+
+
+def _add(earlier: dict[str, int] | None, now: Counter[str]) -> dict[str, int]:
+    total = Counter(earlier or {})
+    total.update(now)  # keeps keys whose count is 0
+    return dict(total)

@@ -19,6 +19,14 @@ from .models import Response
 _TRANSFER_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
+def cut_back(path: Path, committed: int) -> None:
+    """On resume: drop the records a batch appended but never committed (its URLs are fetched
+    again), so that the archive holds what the records say was fetched."""
+    if path.exists() and path.stat().st_size > committed:
+        with path.open("rb+") as f:
+            f.truncate(committed)
+
+
 class WarcFile:
     """One `.warc.gz` per run (per worker when shared); blocking, so call it from threads."""
 
@@ -37,11 +45,13 @@ class WarcFile:
                     "http-header-user-agent": self._user_agent}
             self._writer.write_record(self._writer.create_warcinfo_record(self.path.name, info))
 
-    def write(self, responses: Sequence[Response]) -> None:
+    def write(self, responses: Sequence[Response]) -> int:
+        """Append the responses' records; returns the file's size after them."""
         assert self._writer is not None and self._stream is not None, "WARC used before open()"
         for response in responses:
             self._writer.write_record(self._record(self._writer, response))
         self._stream.flush()
+        return self._stream.tell()
 
     @staticmethod
     def _record(writer: WARCWriter, response: Response) -> object:

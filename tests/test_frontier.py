@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import LockedError
-from crawler.frontier import Candidate, Outcome
+from crawler.frontier import Candidate, Journal, Outcome
 from crawler.frontier.sqlite import DONE, LEASED, QUEUED, JobLock, SqliteFrontier
 from crawler.models import Request
 from crawler.pools import ThreadPool
@@ -86,7 +86,7 @@ async def fetch_all(frontier: SqliteFrontier) -> list[str]:
     urls = []
     while requests := await frontier.lease(10, ()):
         await frontier.prepare([done(r) for r in requests])
-        await frontier.commit()
+        await frontier.commit(Journal())
         urls += [r.url for r in requests]
     return urls
 
@@ -146,7 +146,7 @@ async def test_pending_counts_queued_and_leased(job: Job) -> None:
     requests = await frontier.lease(2, ())
     assert await frontier.pending() == 3
     await frontier.prepare([done(requests[0])])
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert await frontier.pending() == 2
 
 
@@ -159,7 +159,7 @@ async def test_prepare_and_commit_mark_done_and_admit_links(job: Job) -> None:
     outcome = done(request, "http://a.test/new", B, A, "http://a.test/new", "http://a.test/2")
     await frontier.prepare([outcome])
     assert outcome.admitted == [True, False, False, False, True]
-    await frontier.commit()
+    await frontier.commit(Journal())
     states = job.states()
     assert states[A] == DONE
     assert states["http://a.test/new"] == QUEUED
@@ -174,7 +174,7 @@ async def test_failed_and_skipped_outcomes_leave_the_queue(job: Job) -> None:
     a, b = await frontier.lease(2, ())
     await frontier.prepare([Outcome(request=a, state="failed"),
                             Outcome(request=b, state="skipped")])
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert await frontier.pending() == 0
     assert frontier.leased == set()
 
@@ -184,7 +184,7 @@ async def test_links_only_outcome_admits_without_a_request(job: Job) -> None:
     outcome = Outcome(request=None, state="admit",
                       candidates=[Candidate("http://a.test/from-sitemap", 1, A + "sitemap.xml")])
     await frontier.prepare([outcome])
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert outcome.admitted == [True]
     assert await frontier.pending() == 2
 
@@ -195,7 +195,7 @@ async def test_per_host_budget_refuses_past_the_limit(job: Job) -> None:
     links = [f"http://a.test/{i}" for i in range(5)] + ["http://b.test/1", "http://b.test/2"]
     outcome = done(request, *links)
     await frontier.prepare([outcome])
-    await frontier.commit()
+    await frontier.commit(Journal())
     # a.test holds A plus two more; b.test holds B plus two more
     assert outcome.admitted == [True, True, False, False, False, True, True]
     assert frontier.budget_refused == 3
@@ -232,7 +232,7 @@ async def test_near_duplicate_within_hamming_3_names_the_earlier_page(job: Job) 
         done(spread, simhash=_hash([5, 21, 37])),  # distance 3, no block shared with `close`
     ]
     await frontier.prepare(outcomes)
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert outcomes[0].near_duplicate_of is None
     assert outcomes[1].near_duplicate_of == first.url
     assert outcomes[2].near_duplicate_of is None
@@ -243,10 +243,10 @@ async def test_near_duplicate_found_across_batches(job: Job) -> None:
     frontier = await job.open([A, B])
     a, b = await frontier.lease(2, ())
     await frontier.prepare([done(a, simhash=_hash([]))])
-    await frontier.commit()
+    await frontier.commit(Journal())
     later = done(b, simhash=_hash([30]))
     await frontier.prepare([later])
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert later.near_duplicate_of == A
 
 
@@ -259,7 +259,7 @@ async def test_a_page_is_never_its_own_duplicate(job: Job) -> None:
     (again,) = await frontier.lease(1, ())
     first = done(again, simhash=_hash([]))
     await frontier.prepare([first])
-    await frontier.commit()
+    await frontier.commit(Journal())
     assert first.near_duplicate_of is None
 
 

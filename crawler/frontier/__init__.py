@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..models import Request
+
+
+@dataclass(slots=True)
+class Journal:
+    """What one committed batch wrote to the run's files, kept in the store's transaction.
+
+    `files` maps a file kind (`pages`, `links`, `errors`, `warc`) to the file's size before
+    the batch and the bytes the batch appends (empty for `warc`, which is written before the
+    commit and only cut back on resume); `sinks` gives how far into `pages.jsonl` the sink
+    plugins had their records. `totals` are the run's cumulative figures.
+    """
+
+    files: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +33,8 @@ class RunInfo:
     run_id: str  # YYYYMMDDTHHMMSSZ
     started_at: str  # ISO 8601 UTC
     resumed: bool  # True when an unfinished run is continued
+    # the last committed batch of the run, replayed onto the files on resume
+    journal: Journal = field(default_factory=Journal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +81,9 @@ class Frontier(Protocol):
         """Record outcomes and admit their links, pending `commit`; fills `near_duplicate_of`
         and `admitted` so that the records written next can say so."""
 
-    async def commit(self) -> None:
-        """Make the last `prepare` durable; called once its records are on disk."""
+    async def commit(self, journal: Journal) -> None:
+        """Make the last `prepare` durable together with the batch's `journal`: the records
+        exist from this instant, in the store, before any of them reaches the files."""
 
     async def pending(self) -> int:
         """URLs queued or leased in this run."""

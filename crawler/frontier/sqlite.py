@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ from ..errors import LockedError, OutputError
 from ..models import Request
 from ..pools import ThreadPool
 from ..urls import host_of
-from . import Outcome, RunInfo
+from . import Journal, Outcome, RunInfo
 
 T = TypeVar("T")
 
@@ -54,7 +55,16 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
     finished_at TEXT,
-    stop_reason TEXT
+    stop_reason TEXT,
+    totals TEXT                 -- JSON: the run's figures as of its last commit
+);
+-- The last committed batch of the unfinished run: per file, its size before the batch and
+-- the bytes the batch appends. Written in the batch's own transaction, so records and state
+-- can never disagree: on resume the files are cut back to `base` and `data` written again.
+CREATE TABLE IF NOT EXISTS journal (
+    kind TEXT PRIMARY KEY,
+    base INTEGER NOT NULL,
+    data BLOB NOT NULL
 );
 """
 
@@ -151,12 +161,19 @@ class SqliteFrontier:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
-        row = db.execute("SELECT run_id, started_at FROM runs WHERE finished_at IS NULL "
+        columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+        if "totals" not in columns:  # a state file from before the column existed
+            db.execute("ALTER TABLE runs ADD COLUMN totals TEXT")
+        row = db.execute("SELECT run_id, started_at, totals FROM runs WHERE finished_at IS NULL "
                          "ORDER BY run_id DESC LIMIT 1").fetchone()
         self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM urls").fetchone()[0]
         db.execute("BEGIN")
         if row:
-            info = RunInfo(run_id=row[0], started_at=row[1], resumed=True)
+            journal = Journal(
+                files={kind: (base, bytes(data)) for kind, base, data in
+                       db.execute("SELECT kind, base, data FROM journal")},
+                totals=json.loads(row[2]) if row[2] else {})
+            info = RunInfo(run_id=row[0], started_at=row[1], resumed=True, journal=journal)
             self._run = info.run_id
             # URLs leased by a process that died go back to the queue
             db.execute("UPDATE urls SET state=? WHERE state=?", (QUEUED, LEASED))
@@ -171,6 +188,7 @@ class SqliteFrontier:
             self._run = run_id
             db.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)",
                        (run_id, info.started_at))
+            db.execute("DELETE FROM journal")  # the finished run's files are complete
             cutoff = time.time() - recrawl_after_s
             db.execute(
                 "UPDATE urls SET state=?, run=?, seq=seq+? WHERE state IN (?, ?, ?) "
@@ -273,12 +291,19 @@ class SqliteFrontier:
                         (url, simhash, *blocks))
         return str(found) if found is not None else None
 
-    async def commit(self) -> None:
-        await self._call(self._commit)
+    async def commit(self, journal: Journal) -> None:
+        await self._call(self._commit, journal)
 
-    def _commit(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("COMMIT")
+    def _commit(self, journal: Journal) -> None:
+        db = self.db
+        if not db.in_transaction:
+            db.execute("BEGIN")
+        db.execute("DELETE FROM journal")
+        db.executemany("INSERT INTO journal (kind, base, data) VALUES (?, ?, ?)",
+                       [(kind, base, data) for kind, (base, data) in journal.files.items()])
+        db.execute("UPDATE runs SET totals=? WHERE run_id=?",
+                   (json.dumps(journal.totals), self._run))
+        db.execute("COMMIT")
 
     async def pending(self) -> int:
         return await self._call(self._pending)
