@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= config/seeds.example.txt
 ARGS   ?=
 PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install test crawl demo lint clean
+.PHONY: install browser test crawl demo lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -18,7 +20,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+# the report test opens report.html in headless Chromium from the system packages
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the report test"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 crawl: install

@@ -202,7 +202,13 @@ def test_html_is_self_contained_with_the_summary_numbers(job: Path) -> None:
     assert path == job / "runs" / RUN_ID / "report.html"
     html = path.read_text(encoding="utf-8")
 
-    assert html.count("<svg") == 6  # status, depth, errors, hosts, elapsed_ms, over time
+    labels = re.findall(r'<svg [^>]*aria-label="([^"]+)"', html)
+    assert sorted(labels) == sorted([
+        "pages over time", "status codes", "elapsed_ms histogram", "pages per depth",
+        "errors by kind", "top hosts", "pools busy time", "loop lag",
+    ])
+    assert "<title>wall clock: 12.5</title>" in html
+    assert "<title>process pool: 0.31</title>" in html and "<title>p99: 3.2</title>" in html
     for name, value in [
         ("pages", 7),
         ("errors", 3),
@@ -218,7 +224,7 @@ def test_html_is_self_contained_with_the_summary_numbers(job: Path) -> None:
     for host, n in s["top_hosts"]:
         assert f"<title>{host}: {n}</title>" in html
     assert "<title>timeout: 2</title>" in html
-    assert '<td class="n">17.9</td>' in html  # loop lag max
+    assert "<title>max: 17.9</title>" in html  # loop lag
     assert '<td>gone</td><td class="n">0</td>' in html
 
     # data is escaped, and nothing but data refers to the network
