@@ -1,4 +1,5 @@
-"""The reader over a synthetic job folder: part files, torn lines, `latest` and its absence."""
+"""The reader over synthetic job folders (part files, torn lines, `latest` and its absence)
+and over a real crawl split into worker parts, through the public `crawler` API."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ from typing import Any
 
 import pytest
 
+import crawler
 from crawler.reader import read_errors, read_links, read_pages, read_stats, run_folder
+from tests.conftest import (
+    Site,
+    assert_error_shape,
+    assert_link_shape,
+    assert_page_shape,
+    fast,
+    load_run,
+    run_crawl,
+    seeds_file,
+)
 
 
 def _page(url: str, **overrides: Any) -> dict[str, Any]:
@@ -207,3 +219,39 @@ def test_a_job_with_no_runs_is_refused(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     with pytest.raises(FileNotFoundError, match="no runs yet"):
         run_folder(tmp_path)
+
+
+async def test_the_public_api_reads_a_real_crawl_split_into_worker_parts(
+        site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    seeds = seeds_file(tmp_path, site.url("/site/"), site.url("/status/404"), site.url("/reset"))
+    result = await run_crawl(seeds, *fast(out))
+    assert result.returncode == 0, str(result)
+    job = out / "seeds"
+    run = load_run(out, "seeds")
+    # as a distributed run leaves it: one part per worker, records dealt out in turn
+    for stem, records in (("pages", run.pages), ("links", run.links), ("errors", run.errors)):
+        (run.dir / f"{stem}.jsonl").unlink()
+        for n, worker in enumerate(("a", "b", "c")):
+            (run.dir / f"{stem}-{worker}.jsonl").write_text(_lines(records[n::3]))
+
+    pages, links = crawler.read_pages(job), crawler.read_links(job)
+    errors = crawler.read_errors(job)
+    first = next(pages)
+    # parts are opened one at a time: a line added to a later part before it is reached shows
+    late = _page(site.url("/late"))
+    with (run.dir / "pages-c.jsonl").open("a") as f:
+        f.write(_lines([late]))
+    read = [first, *pages]
+    assert sorted(_urls(read)) == sorted([*_urls(run.pages), late["url"]])
+    for record in read:
+        assert_page_shape(record)
+    read_links_ = list(links)
+    assert len(read_links_) == len(run.links) > 0
+    for link in read_links_:
+        assert_link_shape(link)
+    read_errors_ = list(errors)
+    assert [e["url"] for e in read_errors_] == [site.url("/reset")]
+    assert_error_shape(read_errors_[0])
+    # a run folder, the `latest` link and the job folder are the same run
+    assert _urls(crawler.read_pages(run.dir)) == _urls(crawler.read_pages(job / "latest"))
