@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser test crawl demo lint clean
+.PHONY: install browser test screenshot crawl demo lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,6 +30,10 @@ browser:
 
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# refresh the README's picture: the Chromium test's screenshot of a report
+screenshot: install browser
+	CRAWLER_SCREENSHOT=docs/report.png $(BIN)/pytest -q tests/test_report_e2e.py -k chromium
 
 crawl: install
 	$(BIN)/crawl $(SEEDS) $(ARGS)

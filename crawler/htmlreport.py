@@ -1,4 +1,4 @@
-"""Step 8c: a run's summary as report.html: one self-contained file, inline CSS and SVG."""
+"""Step 8b: a run's summary as report.html: one self-contained file, inline CSS and SVG."""
 
 from __future__ import annotations
 

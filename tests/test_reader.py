@@ -22,36 +22,7 @@ from tests.conftest import (
     run_crawl,
     seeds_file,
 )
-
-
-def _page(url: str, **overrides: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "url": url,
-        "final_url": url,
-        "status": 200,
-        "depth": 0,
-        "referrer": None,
-        "fetched_at": "2026-11-24T12:00:00.123Z",
-        "content_type": "text/html",
-        "bytes": 100,
-        "elapsed_ms": 12,
-        "attempts": 1,
-        "title": "t",
-        "description": None,
-        "lang": "en",
-        "canonical": None,
-        "words": 10,
-        "links": 0,
-        "sha256": "0" * 64,
-        "simhash": "0" * 16,
-        "near_duplicate_of": None,
-        "changed": None,
-        "not_modified": False,
-        "location": None,
-        "extra": {},
-    }
-    record.update(overrides)
-    return record
+from tests.synthetic import page
 
 
 def _lines(records: list[dict[str, Any]]) -> str:
@@ -62,10 +33,10 @@ def _write_run(run: Path, tag: str = "") -> Path:
     """A two-part run: `pages.jsonl` and a worker's `pages-w2.jsonl` ending in a torn line."""
     run.mkdir(parents=True)
     (run / "pages.jsonl").write_text(
-        _lines([_page(f"http://a.test/{tag}1"), _page(f"http://a.test/{tag}2")])
+        _lines([page(f"http://a.test/{tag}1"), page(f"http://a.test/{tag}2")])
     )
     (run / "pages-w2.jsonl").write_text(
-        _lines([_page(f"http://a.test/{tag}w2-1"), _page(f"http://a.test/{tag}w2-2")])
+        _lines([page(f"http://a.test/{tag}w2-1"), page(f"http://a.test/{tag}w2-2")])
         + '{"url": "http://a.test/torn", "sta'
     )
     (run / "links.jsonl").write_text(
@@ -167,7 +138,7 @@ def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     part = run / "pages.jsonl"
-    part.write_text(_lines([_page("http://a.test/1")]) + "{not json\n" + _lines([_page("x")]))
+    part.write_text(_lines([page("http://a.test/1")]) + "{not json\n" + _lines([page("x")]))
     records = read_pages(run)
     assert next(records)["url"] == "http://a.test/1"
     with pytest.raises(ValueError, match=r"pages\.jsonl: line 2"):
@@ -177,7 +148,7 @@ def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
 def test_a_bad_last_line_with_its_newline_is_not_torn(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(_lines([_page("http://a.test/1")]) + "{oops\n")
+    (run / "pages.jsonl").write_text(_lines([page("http://a.test/1")]) + "{oops\n")
     with pytest.raises(ValueError, match="line 2"):
         list(read_pages(run))
 
@@ -185,7 +156,7 @@ def test_a_bad_last_line_with_its_newline_is_not_torn(tmp_path: Path) -> None:
 def test_a_complete_last_line_without_newline_is_read(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(json.dumps(_page("http://a.test/1")))
+    (run / "pages.jsonl").write_text(json.dumps(page("http://a.test/1")))
     assert _urls(read_pages(run)) == ["http://a.test/1"]
 
 
@@ -200,7 +171,7 @@ def test_a_line_that_is_not_an_object_is_an_error(tmp_path: Path) -> None:
 def test_records_are_read_lazily(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(_lines([_page("http://a.test/1")]) + "{bad\n")
+    (run / "pages.jsonl").write_text(_lines([page("http://a.test/1")]) + "{bad\n")
     records = read_pages(run)  # nothing read yet: no error
     assert next(records)["url"] == "http://a.test/1"
 
@@ -239,7 +210,7 @@ async def test_the_public_api_reads_a_real_crawl_split_into_worker_parts(
     errors = crawler.read_errors(job)
     first = next(pages)
     # parts are opened one at a time: a line added to a later part before it is reached shows
-    late = _page(site.url("/late"))
+    late = page(site.url("/late"))
     with (run.dir / "pages-c.jsonl").open("a") as f:
         f.write(_lines([late]))
     read = [first, *pages]
