@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= config/seeds.example.txt
 ARGS   ?=
 PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install test crawl demo lint clean
+.PHONY: install browser test screenshot crawl demo lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -18,8 +20,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+# the report test opens report.html in headless Chromium from the system packages
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the report test"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# refresh the README's picture: the Chromium test's screenshot of a report
+screenshot: install browser
+	CRAWLER_SCREENSHOT=docs/report.png $(BIN)/pytest -q tests/test_report_e2e.py -k chromium
 
 crawl: install
 	$(BIN)/crawl $(SEEDS) $(ARGS)

@@ -7,9 +7,11 @@ The data flow, one module a step:
 2. `frontier`  queue, dedup and per-run state of every URL (SQLite, or Redis when shared)
 3. `fetch`     aiohttp on the event loop: politeness, `robots`, retries, redirects, limits
 4. `parse`     in the process pool: encoding, lxml, links, text, simhash, extractor plugins
-5. `sinks`     JSONL files through aiofiles, sink plugins behind a bounded queue
+5. `sinks`     JSONL files through aiofiles, sink plugins behind a bounded queue; `warc`
 6. `stats`     counters, loop lag and pool time, written to stats.json
-7. `reader`    read the records back; `report` summarises a run
+7. `reader`    read the records back (the public API below)
+8. `report`    the `crawl-report` command: `summary` counts a run, `htmlreport` and `charts`
+               draw report.html
 
 `runner` wires the steps together on one event loop; `cli` is the `crawl` command.
 """

@@ -10,9 +10,11 @@ from typing import Any
 
 __all__ = ["bar_chart", "column_chart", "fmt", "pages_over_time"]
 
-_BAR_W, _LABEL_W, _VALUE_W, _ROW_H = 420, 200, 70, 22
+_BAR_W, _LABEL_W, _VALUE_W, _ROW_H = 270, 190, 60, 22
 # plot area, with room above for the scale and at the sides for the first and last labels
-_COL_W, _COL_PAD, _COL_TOP, _COL_H, _AXIS_H = 610, 45, 20, 160, 30
+_COL_W, _COL_PAD, _COL_TOP, _COL_H, _AXIS_H = 440, 40, 20, 140, 30
+_CHAR_W = 7  # about one character of the 12px labels, to keep axis labels apart
+TIMELINE_W = 1000
 
 
 def fmt(value: Any) -> str:
@@ -54,20 +56,22 @@ def bar_chart(rows: Sequence[tuple[str, int | float]], label: str) -> str:
     return "".join(parts)
 
 
-def column_chart(columns: Sequence[tuple[str, int]], label: str) -> str:
-    """A column chart as inline SVG (histograms, counts over time); every column has a
-    tooltip with its label and count, and about six labels are written under the axis."""
+def column_chart(columns: Sequence[tuple[str, int]], label: str, plot_w: int = _COL_W) -> str:
+    """A column chart as inline SVG (histograms, counts over time), `plot_w` wide; every
+    column has a tooltip with its label and count, and at most six labels that do not
+    overlap are written under the axis."""
     if not columns:
         return '<p class="muted">none</p>'
     top = max(n for _, n in columns) or 1
-    width, height = _COL_W + 2 * _COL_PAD, _COL_TOP + _COL_H + _AXIS_H
+    width, height = plot_w + 2 * _COL_PAD, _COL_TOP + _COL_H + _AXIS_H
     axis = _COL_TOP + _COL_H
-    step = _COL_W / len(columns)
-    every = max(1, math.ceil(len(columns) / 6))
+    step = plot_w / len(columns)
+    label_w = max(len(name) for name, _ in columns) * _CHAR_W + 12
+    every = max(1, math.ceil(len(columns) / 6), math.ceil(label_w / step))
     parts = [
         f'<svg class="columns" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">',
-        f'<line x1="{_COL_PAD}" y1="{axis}" x2="{_COL_PAD + _COL_W}" y2="{axis}"/>',
+        f'<line x1="{_COL_PAD}" y1="{axis}" x2="{_COL_PAD + plot_w}" y2="{axis}"/>',
         f'<text x="{_COL_PAD}" y="13">highest column: {top}</text>',
     ]
     for i, (name, n) in enumerate(columns):
@@ -96,7 +100,7 @@ def pages_over_time(timeline: dict[str, Any]) -> str:
         (_clock(start + timedelta(seconds=i * bucket_s), bucket_s), n)
         for i, n in enumerate(timeline["counts"])
     ]
-    return column_chart(columns, "pages over time")
+    return column_chart(columns, "pages over time", TIMELINE_W)
 
 
 def _clock(at: datetime, bucket_s: float) -> str:

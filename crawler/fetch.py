@@ -154,6 +154,7 @@ class _Attempt:
     headers: dict[str, str]
     body: bytes
     elapsed_s: float
+    request_headers: tuple[tuple[str, str], ...] = ()
 
 
 class Fetcher:
@@ -264,7 +265,8 @@ class Fetcher:
         return Response(url=request.url, final_url=url, status=attempt.status,
                         headers=attempt.headers, body=attempt.body,
                         elapsed_ms=round(total_s * 1000), attempts=attempts,
-                        fetched_at=utc_iso(fetched_at), location=location)
+                        fetched_at=utc_iso(fetched_at), location=location,
+                        request_headers=attempt.request_headers)
 
     async def _with_retries(self, url: str,
                             headers: dict[str, str]) -> tuple[_Attempt, int, float]:
@@ -321,7 +323,8 @@ class Fetcher:
                     raise TooLarge(f"Content-Length {declared} is over max_bytes ({max_bytes})")
                 self._stats.responses += 1
                 body = await self._read(resp, max_bytes, truncate)
-                return _Attempt(resp.status, head, body, time.perf_counter() - start)
+                return _Attempt(resp.status, head, body, time.perf_counter() - start,
+                                tuple(resp.request_info.headers.items()))
         except FetchError:
             raise
         except TimeoutError:

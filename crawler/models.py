@@ -35,6 +35,8 @@ class Response:
     attempts: int
     fetched_at: str  # ISO 8601 UTC with a Z
     location: str | None = None  # absolute redirect target not followed
+    # the last hop's request headers as sent (names as sent, in order), for the WARC file
+    request_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -429,11 +429,18 @@ class Runner:
             thread_pool=self.threads.figures.snapshot(),
         )
 
-
     async def _report_loop(self) -> None:
+        """stats.json every `stats_interval`; the live bar's queue size every second."""
+        step = min(1.0, self.s.stats_interval) if self.progress.live else self.s.stats_interval
+        waited = 0.0
         while True:
-            await asyncio.sleep(self.s.stats_interval)
+            await asyncio.sleep(step)
             self._left = await self.frontier.pending()
+            waited += step
+            if waited < self.s.stats_interval:
+                self.progress.queue(self._left)
+                continue
+            waited = 0.0
             data = self.snapshot()
             await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
             self.progress.tick(data)

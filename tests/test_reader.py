@@ -1,4 +1,5 @@
-"""The reader over a synthetic job folder: part files, torn lines, `latest` and its absence."""
+"""The reader over synthetic job folders (part files, torn lines, `latest` and its absence)
+and over a real crawl split into worker parts, through the public `crawler` API."""
 
 from __future__ import annotations
 
@@ -9,37 +10,19 @@ from typing import Any
 
 import pytest
 
+import crawler
 from crawler.reader import read_errors, read_links, read_pages, read_stats, run_folder
-
-
-def _page(url: str, **overrides: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "url": url,
-        "final_url": url,
-        "status": 200,
-        "depth": 0,
-        "referrer": None,
-        "fetched_at": "2026-11-24T12:00:00.123Z",
-        "content_type": "text/html",
-        "bytes": 100,
-        "elapsed_ms": 12,
-        "attempts": 1,
-        "title": "t",
-        "description": None,
-        "lang": "en",
-        "canonical": None,
-        "words": 10,
-        "links": 0,
-        "sha256": "0" * 64,
-        "simhash": "0" * 16,
-        "near_duplicate_of": None,
-        "changed": None,
-        "not_modified": False,
-        "location": None,
-        "extra": {},
-    }
-    record.update(overrides)
-    return record
+from tests.conftest import (
+    Site,
+    assert_error_shape,
+    assert_link_shape,
+    assert_page_shape,
+    fast,
+    load_run,
+    run_crawl,
+    seeds_file,
+)
+from tests.synthetic import page
 
 
 def _lines(records: list[dict[str, Any]]) -> str:
@@ -50,10 +33,10 @@ def _write_run(run: Path, tag: str = "") -> Path:
     """A two-part run: `pages.jsonl` and a worker's `pages-w2.jsonl` ending in a torn line."""
     run.mkdir(parents=True)
     (run / "pages.jsonl").write_text(
-        _lines([_page(f"http://a.test/{tag}1"), _page(f"http://a.test/{tag}2")])
+        _lines([page(f"http://a.test/{tag}1"), page(f"http://a.test/{tag}2")])
     )
     (run / "pages-w2.jsonl").write_text(
-        _lines([_page(f"http://a.test/{tag}w2-1"), _page(f"http://a.test/{tag}w2-2")])
+        _lines([page(f"http://a.test/{tag}w2-1"), page(f"http://a.test/{tag}w2-2")])
         + '{"url": "http://a.test/torn", "sta'
     )
     (run / "links.jsonl").write_text(
@@ -155,7 +138,7 @@ def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     part = run / "pages.jsonl"
-    part.write_text(_lines([_page("http://a.test/1")]) + "{not json\n" + _lines([_page("x")]))
+    part.write_text(_lines([page("http://a.test/1")]) + "{not json\n" + _lines([page("x")]))
     records = read_pages(run)
     assert next(records)["url"] == "http://a.test/1"
     with pytest.raises(ValueError, match=r"pages\.jsonl: line 2"):
@@ -165,7 +148,7 @@ def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
 def test_a_bad_last_line_with_its_newline_is_not_torn(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(_lines([_page("http://a.test/1")]) + "{oops\n")
+    (run / "pages.jsonl").write_text(_lines([page("http://a.test/1")]) + "{oops\n")
     with pytest.raises(ValueError, match="line 2"):
         list(read_pages(run))
 
@@ -173,7 +156,7 @@ def test_a_bad_last_line_with_its_newline_is_not_torn(tmp_path: Path) -> None:
 def test_a_complete_last_line_without_newline_is_read(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(json.dumps(_page("http://a.test/1")))
+    (run / "pages.jsonl").write_text(json.dumps(page("http://a.test/1")))
     assert _urls(read_pages(run)) == ["http://a.test/1"]
 
 
@@ -188,7 +171,7 @@ def test_a_line_that_is_not_an_object_is_an_error(tmp_path: Path) -> None:
 def test_records_are_read_lazily(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pages.jsonl").write_text(_lines([_page("http://a.test/1")]) + "{bad\n")
+    (run / "pages.jsonl").write_text(_lines([page("http://a.test/1")]) + "{bad\n")
     records = read_pages(run)  # nothing read yet: no error
     assert next(records)["url"] == "http://a.test/1"
 
@@ -207,3 +190,39 @@ def test_a_job_with_no_runs_is_refused(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     with pytest.raises(FileNotFoundError, match="no runs yet"):
         run_folder(tmp_path)
+
+
+async def test_the_public_api_reads_a_real_crawl_split_into_worker_parts(
+        site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    seeds = seeds_file(tmp_path, site.url("/site/"), site.url("/status/404"), site.url("/reset"))
+    result = await run_crawl(seeds, *fast(out))
+    assert result.returncode == 0, str(result)
+    job = out / "seeds"
+    run = load_run(out, "seeds")
+    # as a distributed run leaves it: one part per worker, records dealt out in turn
+    for stem, records in (("pages", run.pages), ("links", run.links), ("errors", run.errors)):
+        (run.dir / f"{stem}.jsonl").unlink()
+        for n, worker in enumerate(("a", "b", "c")):
+            (run.dir / f"{stem}-{worker}.jsonl").write_text(_lines(records[n::3]))
+
+    pages, links = crawler.read_pages(job), crawler.read_links(job)
+    errors = crawler.read_errors(job)
+    first = next(pages)
+    # parts are opened one at a time: a line added to a later part before it is reached shows
+    late = page(site.url("/late"))
+    with (run.dir / "pages-c.jsonl").open("a") as f:
+        f.write(_lines([late]))
+    read = [first, *pages]
+    assert sorted(_urls(read)) == sorted([*_urls(run.pages), late["url"]])
+    for record in read:
+        assert_page_shape(record)
+    read_links_ = list(links)
+    assert len(read_links_) == len(run.links) > 0
+    for link in read_links_:
+        assert_link_shape(link)
+    read_errors_ = list(errors)
+    assert [e["url"] for e in read_errors_] == [site.url("/reset")]
+    assert_error_shape(read_errors_[0])
+    # a run folder, the `latest` link and the job folder are the same run
+    assert _urls(crawler.read_pages(run.dir)) == _urls(crawler.read_pages(job / "latest"))
