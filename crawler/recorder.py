@@ -5,18 +5,21 @@ decides everything:
 
 1. the frontier *prepares* the batch: URL states and newly admitted links in an open
    transaction, which also answers `near_duplicate_of` and `followed`;
-2. the records are encoded, and the WARC records (when on) appended to the archive;
-3. the transaction commits together with the batch's *journal*: the encoded lines and the
-   size each file had before them (and the archive's size after its records). From this
-   instant the records exist, whatever happens next;
-4. the lines are appended to the JSONL files, links first, then pages and errors;
+2. the records are encoded; the link lines are appended to the links file, and the WARC
+   records (when on) to the archive;
+3. the transaction commits together with the batch's *journal*: the page and error lines with
+   the size each file had before them, and the links file's and the archive's sizes after
+   this batch. From this instant the records exist, whatever happens next;
+4. the page and error lines are appended to their files;
 5. the sink plugins get the page records.
 
 A crash before 3 leaves the URLs leased (queued again on resume, fetched again, with nothing
-of theirs on disk: the archive is cut back to its committed size). A crash after 3 leaves
-the files short of, or torn inside, the last batch: on resume each file is cut back to its
-journaled size and the batch written again. So records and state always agree, no URL with a
-record is fetched again, and no discovered link is lost.
+of theirs on disk: the links file and the archive are cut back to their committed sizes). A
+crash after 3 leaves the pages and errors files short of, or torn inside, the last batch: on
+resume each is cut back to its journaled size and the batch written again. So records and
+state always agree, no URL with a record is fetched again, and no discovered link is lost.
+Links, the bulk of the bytes, are written once; only the small page and error lines are also
+written into SQLite.
 """
 
 from __future__ import annotations
@@ -106,8 +109,13 @@ class Recorder:
                 self._stats.count("duplicates", f.outcome.admitted.count(False))
             data = await self._threads.run(
                 encode_batches, {"pages": pages, "links": links, "errors": errors})
+            # links, the bulk of the bytes, go to disk before the commit and are only cut back
+            # on resume; pages and errors, small, travel in the journal and are replayed
+            await self._files.write({"links": data.pop("links", b"")})
+            failpoints.reach("links-written")
             journal = Journal({kind: (self._files.sizes[kind], blob)
                                for kind, blob in data.items()})
+            journal.files["links"] = (self._files.sizes["links"], b"")
             if self._warc is not None:
                 archive = [f.response for f in batch if f.response is not None]
                 journal.files["warc"] = (await self._threads.run(self._warc.write, archive), b"")

@@ -22,7 +22,7 @@ from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-KINDS = ("links", "pages", "errors")  # the order of writes
+KINDS = ("pages", "links", "errors")
 
 
 def encode(records: Sequence[Record]) -> bytes:
@@ -115,8 +115,7 @@ class JsonlFiles:
             self.sizes[kind] = await self._files[kind].tell()
 
     async def write(self, data: Mapping[str, bytes]) -> None:
-        """Append whole lines and flush each file; links first, so that a page's links are on
-        disk whenever the page is."""
+        """Append whole lines and flush each file."""
         for kind in KINDS:
             blob = data.get(kind)
             if not blob:
