@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from .decoding import BodyDecoder, Overflow, codings
 from .errors import (
     Blocked,
     ContentError,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-KNOWN_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "identity", ""})
 
 
 class Disallowed(Exception):
@@ -305,33 +305,32 @@ class Fetcher:
                        truncate: bool = False) -> _Attempt:
         start = time.perf_counter()
         try:
+            # auto_decompress off: BodyDecoder undoes every coding under the byte limit
             async with self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=self._timeout) as resp:
+                                         timeout=self._timeout, auto_decompress=False) as resp:
                 head = {k.lower(): v for k, v in resp.headers.items()}
-                if len(resp.headers.getall("set-cookie", ())) > 1:
-                    head["set-cookie"] = ", ".join(resp.headers.getall("set-cookie"))
-                encoding = head.get("content-encoding", "").strip().lower()
-                if encoding not in KNOWN_ENCODINGS:
+                for name in ("set-cookie", "content-encoding"):
+                    if len(resp.headers.getall(name, ())) > 1:
+                        head[name] = ", ".join(resp.headers.getall(name))
+                try:
+                    layers = codings(resp.headers.getall("content-encoding", []))
+                except ContentError:
                     resp.close()
-                    raise ContentError(f"unsupported Content-Encoding {encoding!r}")
+                    raise
                 declared = resp.content_length
-                if declared is not None and declared > max_bytes and encoding in (
-                        "", "identity") and not truncate:
+                if declared is not None and declared > max_bytes and not layers and not truncate:
                     resp.close()
                     raise TooLarge(f"Content-Length {declared} is over max_bytes ({max_bytes})")
                 self._stats.responses += 1
-                body = await self._read(resp, max_bytes, truncate)
+                body = await self._read(resp, BodyDecoder(layers, max_bytes), truncate)
                 return _Attempt(resp.status, head, body, time.perf_counter() - start)
         except FetchError:
             raise
         except TimeoutError:
             raise FetchTimeout(
                 f"no complete answer within {self._s.timeout:g} s") from None
-        except aiohttp.ClientPayloadError as exc:
-            text = str(exc)
-            if "encoding" in text.lower() or "decompress" in text.lower():
-                raise ContentError(f"corrupt body: {text}") from None
-            raise FetchConnection(f"body cut short: {text}") from None
+        except aiohttp.ClientPayloadError as exc:  # cut short, or broken chunked framing
+            raise FetchConnection(f"body cut short: {exc}") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
             raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
@@ -340,17 +339,14 @@ class Fetcher:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, max_bytes: int, truncate: bool) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > max_bytes:
-                if truncate:
-                    chunks.append(chunk[: max_bytes - (size - len(chunk))])
-                    resp.close()
-                    break
-                resp.close()
-                raise TooLarge(f"body over max_bytes ({max_bytes}) after decompression")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _read(resp: aiohttp.ClientResponse, decoder: BodyDecoder, truncate: bool) -> bytes:
+        """The decoded body; past the limit, refused (or, with `truncate`, cut there)."""
+        try:
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                decoder.feed(chunk)
+        except Overflow:
+            resp.close()
+            if truncate:
+                return decoder.truncated()
+            raise TooLarge(f"body over max_bytes ({decoder.limit}) after decompression") from None
+        return decoder.body(complete=True)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from tests import site_hostile
+
 __all__ = [
     "BIG",
     "COUNTERS",
@@ -590,4 +592,5 @@ def make_site() -> web.Application:
     get("/cond/vanishing", cond_vanishing)
     get("/plugin/{name}", plugin_page)
     get("/to-port/{port:\\d+}", to_port)
+    site_hostile.install(app)
     return app
