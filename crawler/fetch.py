@@ -65,16 +65,43 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-class HostSlot:
-    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off."""
+BREAKER_THRESHOLD = 3  # consecutive failed attempts on one host that open its breaker
 
-    def __init__(self, concurrency: int, delay: float) -> None:
+
+class HostSlot:
+    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off.
+
+    A small circuit breaker: after BREAKER_THRESHOLD failed attempts in a row (5xx, timeout,
+    connection error), starts to this host are spaced by a pause that doubles with each
+    further failure, from `pause` up to `max_pause`; one answer that is not a failure closes
+    it. Other hosts have slots of their own and keep their pace.
+    """
+
+    def __init__(self, concurrency: int, delay: float, pause: float = 0.5,
+                 max_pause: float = 60.0) -> None:
         self.concurrency = concurrency
         self.delay = delay
         self.active = 0
         self._semaphore = asyncio.Semaphore(concurrency)
         self._next_start = 0.0
-        self.failures = 0  # consecutive timeouts and 5xx: a small circuit breaker
+        self._pause = pause
+        self._max_pause = max_pause
+        self.failures = 0  # consecutive failed attempts
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures >= BREAKER_THRESHOLD:
+            self.defer(self.spacing())
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def spacing(self) -> float:
+        """Least time between two request starts: the delay, or the breaker's pause."""
+        if self.failures < BREAKER_THRESHOLD:
+            return self.delay
+        pause = self._pause * 2.0 ** min(self.failures - BREAKER_THRESHOLD, 30)
+        return max(self.delay, min(pause, self._max_pause))
 
     @property
     def full(self) -> bool:
@@ -97,7 +124,7 @@ class HostSlot:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
-            self._next_start = now + self.delay
+            self._next_start = now + self.spacing()
         except BaseException:
             self.active -= 1
             self._semaphore.release()
@@ -175,7 +202,8 @@ class Fetcher:
     def slot(self, host: str) -> HostSlot:
         slot = self._slots.get(host)
         if slot is None:
-            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay)
+            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay,
+                                                self._s.backoff, self._s.max_retry_after)
         return slot
 
     # -- robots.txt -----------------------------------------------------------------------
@@ -280,15 +308,18 @@ class Fetcher:
                     attempt = await self._attempt(url, headers, self._s.max_bytes)
             except (FetchTimeout, FetchConnection) as exc:
                 exc.attempts = attempts
+                slot.failed()
                 if attempts > self._s.retries:
-                    slot.failures += 1
                     raise
                 self._back_off(slot, attempts, None)
                 continue
+            if attempt.status >= 500:
+                slot.failed()
+            elif attempt.status != 429:
+                slot.succeeded()
             if attempt.status in RETRY_STATUSES and attempts <= self._s.retries:
                 self._back_off(slot, attempts, attempt.headers.get("retry-after"))
                 continue
-            slot.failures = 0 if attempt.status < 500 else slot.failures + 1
             return attempt, attempts, fetched_at
 
     def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
@@ -297,8 +328,6 @@ class Fetcher:
         asked = retry_after_s(retry_after, time.time())
         if asked is not None:
             wait = max(wait, min(asked, self._s.max_retry_after))
-        # a host that keeps failing is slowed further, for everyone waiting on it
-        wait += min(slot.failures, 10) * self._s.backoff
         slot.defer(wait)
 
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
