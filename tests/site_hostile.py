@@ -191,7 +191,8 @@ async def encoded(request: web.Request) -> web.Response:
 
 async def nested(request: web.Request) -> web.Response:
     n = int(request.match_info["n"])
-    body = "<div>" * n + f"<p>{NESTED_TEXT}</p><a href='/nested-leaf'>leaf</a>" + "</div>" * n
+    body = ("<p>above</p><a href='/nested-before'>before</a>" + "<div>" * n
+            + f"<p>{NESTED_TEXT}</p><a href='/nested-leaf'>leaf</a>" + "</div>" * n)
     return _page(f"Nested {n}", body)
 
 
