@@ -14,6 +14,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import (
     Site,
     assert_no_traceback,
@@ -100,7 +102,10 @@ async def test_keep_alive_closed_by_the_server_is_retried_once_quietly(
 async def test_5xx_statuses_are_retried_then_recorded_with_their_status(
         site: Site, tmp_path: Path) -> None:
     codes = (500, 502, 503, 504)
-    _, run = await crawl(site, tmp_path, *(f"/status/{c}" for c in codes), retries=1)
+    # eight failures in a row open the host's breaker: short pauses keep the test quick
+    config = config_file(tmp_path, "backoff = 0.05\nmax_retry_after = 0.2\n")
+    _, run = await crawl(site, tmp_path, *(f"/status/{c}" for c in codes), retries=1,
+                         extra=("--config", str(config)))
 
     for code in codes:
         record = run.page(site.url(f"/status/{code}"))
@@ -154,6 +159,7 @@ async def test_encoded_bodies_are_decoded_or_are_content_errors(
     assert len(run.pages) == len(good)
 
 
+@pytest.mark.slow
 async def test_bombs_are_cut_on_decoded_bytes(site: Site, tmp_path: Path) -> None:
     paths = [f"/encoded/bomb-{kind}" for kind in bomb_sizes()]
     _, run = await crawl(site, tmp_path, *paths, "/encoded/br",

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import (
     Site,
     assert_error_shape,
@@ -25,6 +27,7 @@ from tests.site import LOG, make_site
 HOSTNAMES = (sys.executable, "-m", "tests.hostnames")
 
 
+@pytest.mark.slow
 async def test_a_failing_host_is_slowed_alone_and_loses_nothing(
         site: Site, tmp_path: Path, aiohttp_server: Any) -> None:
     healthy = make_site()

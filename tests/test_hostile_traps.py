@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
 from tests.conftest import Site
 from tests.test_e2e_fetch import crawl
 
@@ -74,6 +76,7 @@ async def test_repeated_path_segments_are_a_trap_not_followed(site: Site, tmp_pa
 # --- giant pages ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_page_of_100000_links_keeps_the_cap_and_counts_the_rest(
         site: Site, tmp_path: Path) -> None:
     _, run = await crawl(site, tmp_path, "/links/100000", extra=("--max-depth", "0"))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from crawler.urls import TRAP_REPEATS, LinkPolicy, normalize, repeats_segments
 
-PROPERTY = settings(max_examples=400, deadline=None, database=None)
+PROPERTY = settings(max_examples=250, deadline=None, database=None)
 
 _SESSION_NAMES = ("jsessionid", "PHPSESSID", "sid", "SessionId")
 

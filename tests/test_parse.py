@@ -478,12 +478,12 @@ def test_100000_nested_tags_keep_the_page_and_what_precedes_them() -> None:
     assert result.links[0].to == "http://example.com/before"
 
 
-def test_100000_links_keep_the_cap_and_count_every_valid_one() -> None:
+def test_links_past_the_cap_count_only_valid_ones() -> None:
     anchors = "".join(f"<a href='/l/{i}'>{i}</a><a href='mailto:x{i}@y'>m</a>"
-                      for i in range(100_000))
+                      for i in range(20_000))
     result = page(body_of(anchors))
     assert len(result.links) == 5000
-    assert result.links_dropped == 95_000, "mailto: links are not outlinks, kept or dropped"
+    assert result.links_dropped == 15_000, "mailto: links are not outlinks, kept or dropped"
 
 
 # --- extractor plugins -------------------------------------------------------------------
