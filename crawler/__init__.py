@@ -5,7 +5,8 @@ The data flow, one module a step:
 
 1. `seeds`     read the seed URLs, refusing bad lines before any request
 2. `frontier`  queue, dedup and per-run state of every URL (SQLite, or Redis when shared)
-3. `fetch`     aiohttp on the event loop: politeness, `robots`, retries, redirects, limits
+3. `fetch`     aiohttp on the event loop: politeness, `robots`, retries, redirects, limits;
+              `decoding` undoes Content-Encoding under the byte limit
 4. `parse`     in the process pool: encoding, lxml, links, text, simhash, extractor plugins
 5. `sinks`     JSONL files through aiofiles, sink plugins behind a bounded queue; `warc`
 6. `stats`     counters, loop lag and pool time, written to stats.json

@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from .decoding import BodyDecoder, Overflow, codings
 from .errors import (
     Blocked,
     ContentError,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-KNOWN_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "identity", ""})
 
 
 class Disallowed(Exception):
@@ -65,16 +65,43 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-class HostSlot:
-    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off."""
+BREAKER_THRESHOLD = 3  # consecutive failed attempts on one host that open its breaker
 
-    def __init__(self, concurrency: int, delay: float) -> None:
+
+class HostSlot:
+    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off.
+
+    A small circuit breaker: after BREAKER_THRESHOLD failed attempts in a row (5xx, timeout,
+    connection error), starts to this host are spaced by a pause that doubles with each
+    further failure, from `pause` up to `max_pause`; one answer that is not a failure closes
+    it. Other hosts have slots of their own and keep their pace.
+    """
+
+    def __init__(self, concurrency: int, delay: float, pause: float = 0.5,
+                 max_pause: float = 60.0) -> None:
         self.concurrency = concurrency
         self.delay = delay
         self.active = 0
         self._semaphore = asyncio.Semaphore(concurrency)
         self._next_start = 0.0
-        self.failures = 0  # consecutive timeouts and 5xx: a small circuit breaker
+        self._pause = pause
+        self._max_pause = max_pause
+        self.failures = 0  # consecutive failed attempts
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures >= BREAKER_THRESHOLD:
+            self.defer(self.spacing())
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def spacing(self) -> float:
+        """Least time between two request starts: the delay, or the breaker's pause."""
+        if self.failures < BREAKER_THRESHOLD:
+            return self.delay
+        pause = self._pause * 2.0 ** min(self.failures - BREAKER_THRESHOLD, 30)
+        return max(self.delay, min(pause, self._max_pause))
 
     @property
     def full(self) -> bool:
@@ -97,7 +124,7 @@ class HostSlot:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
-            self._next_start = now + self.delay
+            self._next_start = now + self.spacing()
         except BaseException:
             self.active -= 1
             self._semaphore.release()
@@ -176,7 +203,8 @@ class Fetcher:
     def slot(self, host: str) -> HostSlot:
         slot = self._slots.get(host)
         if slot is None:
-            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay)
+            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay,
+                                                self._s.backoff, self._s.max_retry_after)
         return slot
 
     # -- robots.txt -----------------------------------------------------------------------
@@ -282,15 +310,18 @@ class Fetcher:
                     attempt = await self._attempt(url, headers, self._s.max_bytes)
             except (FetchTimeout, FetchConnection) as exc:
                 exc.attempts = attempts
+                slot.failed()
                 if attempts > self._s.retries:
-                    slot.failures += 1
                     raise
                 self._back_off(slot, attempts, None)
                 continue
+            if attempt.status >= 500:
+                slot.failed()
+            elif attempt.status != 429:
+                slot.succeeded()
             if attempt.status in RETRY_STATUSES and attempts <= self._s.retries:
                 self._back_off(slot, attempts, attempt.headers.get("retry-after"))
                 continue
-            slot.failures = 0 if attempt.status < 500 else slot.failures + 1
             return attempt, attempts, fetched_at
 
     def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
@@ -299,30 +330,30 @@ class Fetcher:
         asked = retry_after_s(retry_after, time.time())
         if asked is not None:
             wait = max(wait, min(asked, self._s.max_retry_after))
-        # a host that keeps failing is slowed further, for everyone waiting on it
-        wait += min(slot.failures, 10) * self._s.backoff
         slot.defer(wait)
 
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
                        truncate: bool = False) -> _Attempt:
         start = time.perf_counter()
         try:
+            # auto_decompress off: BodyDecoder undoes every coding under the byte limit
             async with self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=self._timeout) as resp:
+                                         timeout=self._timeout, auto_decompress=False) as resp:
                 head = {k.lower(): v for k, v in resp.headers.items()}
-                if len(resp.headers.getall("set-cookie", ())) > 1:
-                    head["set-cookie"] = ", ".join(resp.headers.getall("set-cookie"))
-                encoding = head.get("content-encoding", "").strip().lower()
-                if encoding not in KNOWN_ENCODINGS:
+                for name in ("set-cookie", "content-encoding"):
+                    if len(resp.headers.getall(name, ())) > 1:
+                        head[name] = ", ".join(resp.headers.getall(name))
+                try:
+                    layers = codings(resp.headers.getall("content-encoding", []))
+                except ContentError:
                     resp.close()
-                    raise ContentError(f"unsupported Content-Encoding {encoding!r}")
+                    raise
                 declared = resp.content_length
-                if declared is not None and declared > max_bytes and encoding in (
-                        "", "identity") and not truncate:
+                if declared is not None and declared > max_bytes and not layers and not truncate:
                     resp.close()
                     raise TooLarge(f"Content-Length {declared} is over max_bytes ({max_bytes})")
                 self._stats.responses += 1
-                body = await self._read(resp, max_bytes, truncate)
+                body = await self._read(resp, BodyDecoder(layers, max_bytes), truncate)
                 return _Attempt(resp.status, head, body, time.perf_counter() - start,
                                 tuple(resp.request_info.headers.items()))
         except FetchError:
@@ -330,11 +361,8 @@ class Fetcher:
         except TimeoutError:
             raise FetchTimeout(
                 f"no complete answer within {self._s.timeout:g} s") from None
-        except aiohttp.ClientPayloadError as exc:
-            text = str(exc)
-            if "encoding" in text.lower() or "decompress" in text.lower():
-                raise ContentError(f"corrupt body: {text}") from None
-            raise FetchConnection(f"body cut short: {text}") from None
+        except aiohttp.ClientPayloadError as exc:  # cut short, or broken chunked framing
+            raise FetchConnection(f"body cut short: {exc}") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
             raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
@@ -343,17 +371,14 @@ class Fetcher:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, max_bytes: int, truncate: bool) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > max_bytes:
-                if truncate:
-                    chunks.append(chunk[: max_bytes - (size - len(chunk))])
-                    resp.close()
-                    break
-                resp.close()
-                raise TooLarge(f"body over max_bytes ({max_bytes}) after decompression")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _read(resp: aiohttp.ClientResponse, decoder: BodyDecoder, truncate: bool) -> bytes:
+        """The decoded body; past the limit, refused (or, with `truncate`, cut there)."""
+        try:
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                decoder.feed(chunk)
+        except Overflow:
+            resp.close()
+            if truncate:
+                return decoder.truncated()
+            raise TooLarge(f"body over max_bytes ({decoder.limit}) after decompression") from None
+        return decoder.body(complete=True)

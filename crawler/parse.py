@@ -55,7 +55,6 @@ _INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "
                      "wbr"})
 _WORD = re.compile(r"\w+")
 
-_LINKS = etree.XPath("//a[@href] | //area[@href]")
 _BASE = etree.XPath("(//base[@href])[1]/@href")
 _TITLE = etree.XPath("(//title[not(ancestor::svg)])[1]")
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
@@ -234,13 +233,19 @@ def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:
     links: list[Link] = []
     dropped = 0
     resolved: dict[str, tuple[str | None, str | None]] = {}  # href -> (url, refusal)
-    for element in _LINKS(root):
+    for element in root.iter("a", "area"):  # document order, without a list of them all
         href = element.get("href")
-        if href not in resolved:
+        if href is None:
+            continue
+        known = resolved.get(href)
+        if known is None:
             url = normalize(href, base)
+            if len(links) >= limit:  # past the cap: counted, neither kept nor remembered
+                dropped += url is not None
+                continue
             refused = policy.refusal(url) if policy is not None and url is not None else None
-            resolved[href] = (url, refused)
-        url, refused = resolved[href]
+            known = resolved[href] = (url, refused)
+        url, refused = known
         if url is None:
             continue
         if len(links) >= limit:

@@ -267,8 +267,8 @@ class Runner:
                 self._inflight[request.url] = asyncio.create_task(
                     self._process(request), name=request.url)
                 started += 1
-                if slot.delay:
-                    break  # one start per wake for a delayed host; the slot spaces them
+                if slot.spacing():
+                    break  # one start per wake for a spaced host (delay, breaker)
             if not queue:
                 del self._buffer[host]
         return started

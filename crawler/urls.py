@@ -19,6 +19,7 @@ __all__ = [
     "ip_literal",
     "normalize",
     "registrable_domain",
+    "repeats_segments",
     "validate_pattern",
 ]
 
@@ -27,6 +28,10 @@ ADDRESS_CLASSES = ("loopback", "reserved", "link_local", "unique_local", "privat
 _SCOPES = ("host", "domain", "any")
 _SESSION_NAMES = frozenset({"jsessionid", "phpsessid", "sid", "sessionid"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# a run of 1 to 3 path segments repeated this many times in a row is a crawler trap, the mark
+# of a relative link that grows the path (Heritrix's PathologicalPath rule, widened)
+TRAP_REPEATS = 3
+_TRAP_WIDTHS = (1, 2, 3)
 
 # browsers strip C0 controls and spaces around an href and drop tabs and newlines inside it
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
@@ -67,7 +72,7 @@ def _clean(raw: str) -> str:
 
 
 def _normalize(url: str, base: str | None) -> str | None:
-    joined = urljoin(_clean(base), _clean(url)) if base is not None else _clean(url)
+    joined = _join(_clean(base), _clean(url)) if base is not None else _clean(url)
     parts = urlsplit(joined)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
@@ -91,6 +96,18 @@ def _normalize(url: str, base: str | None) -> str | None:
     path = _remove_dot_segments(_strip_path_sessions(_escape(parts.path or "/", _PATH_UNSAFE)))
     query = _strip_query_sessions(_escape(parts.query, _QUERY_UNSAFE))
     return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
+
+
+def _join(base: str, url: str) -> str:
+    # urljoin parses with urlparse, which drops the empty ";params" of a last segment ("/a;"
+    # becomes "/a"); a stand-in for ";" that neither string holds keeps it
+    if ";" in base or ";" in url:
+        taken = set(base) | set(url)
+        stand_in = next((c for c in map(chr, range(0xE000, 0xF900)) if c not in taken), None)
+        if stand_in is not None:
+            joined = urljoin(base.replace(";", stand_in), url.replace(";", stand_in))
+            return joined.replace(stand_in, ";")
+    return urljoin(base, url)
 
 
 def _name_host(raw: str) -> str | None:
@@ -233,6 +250,19 @@ def address_class(ip: str) -> str:
     return "public" if addr.is_global else "reserved"
 
 
+def repeats_segments(path: str) -> bool:
+    """Whether a run of path segments repeats TRAP_REPEATS times in a row (`/a/b/a/b/a/b/`)."""
+    segments = [s for s in path.split("/") if s]
+    for width in _TRAP_WIDTHS:
+        span = width * TRAP_REPEATS
+        for start in range(len(segments) - span + 1):
+            block = segments[start : start + width]
+            if all(segments[start + k * width : start + (k + 1) * width] == block
+                   for k in range(1, TRAP_REPEATS)):
+                return True
+    return False
+
+
 def validate_pattern(pattern: str) -> str | None:
     """Let settings reject a bad allow/deny regex at start, naming it, not mid-crawl."""
     try:
@@ -291,6 +321,8 @@ class LinkPolicy:
             return "allow"
         if any(p.search(url) for p in _compiled(self.deny)):
             return "deny"
+        if repeats_segments(urlsplit(url).path):
+            return "trap"
         return None
 
     def address_allowed(self, ip: str) -> bool:

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from tests import site_hostile
+
 __all__ = [
     "BIG",
     "COUNTERS",
@@ -62,6 +64,8 @@ class RobotsConfig:
     status: int = 404
     body: str = ""
     hits: int = 0
+    location: str | None = None  # a Location header, to make it a redirect
+    gzip: bool = False  # sent with Content-Encoding: gzip
 
 
 @dataclass
@@ -206,7 +210,13 @@ async def root(request: web.Request) -> web.Response:
 async def robots_txt(request: web.Request) -> web.Response:
     config = request.app[ROBOTS]
     config.hits += 1
-    return web.Response(status=config.status, text=config.body, content_type="text/plain")
+    headers = {"Content-Type": "text/plain"}
+    if config.location is not None:
+        headers["Location"] = config.location
+    body = config.body.encode()
+    if config.gzip:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    return web.Response(status=config.status, body=body, headers=headers)
 
 
 async def sitemap(request: web.Request) -> web.Response:
@@ -590,4 +600,5 @@ def make_site() -> web.Application:
     get("/cond/vanishing", cond_vanishing)
     get("/plugin/{name}", plugin_page)
     get("/to-port/{port:\\d+}", to_port)
+    site_hostile.install(app)
     return app

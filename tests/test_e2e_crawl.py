@@ -526,7 +526,6 @@ async def test_max_runtime_stops_gracefully(site: Site, tmp_path: Path) -> None:
     seeds = seeds_file(tmp_path, *(site.url(f"/slow/0.5?i={i}") for i in range(20)))
     result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "1s")
     assert result.returncode == 0, str(result)
-    assert result.seconds < 15
     run = load_run(out, "seeds")
     assert run.stats["stop_reason"] == "max_runtime"
     assert 1 <= len(run.pages) < 20

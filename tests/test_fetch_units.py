@@ -10,7 +10,7 @@ import time
 import pytest
 
 from crawler.errors import Blocked
-from crawler.fetch import AddressGuard, HostSlot, retry_after_s
+from crawler.fetch import BREAKER_THRESHOLD, AddressGuard, HostSlot, retry_after_s
 from crawler.urls import LinkPolicy, address_class
 
 # asyncio's clock and time.monotonic agree, but a wake-up may be reported a hair early
@@ -184,3 +184,40 @@ async def test_guard_resolves_localhost_to_loopback() -> None:
         assert await guard.resolve("localhost", 80) is answers  # cached for the run
     finally:
         await guard.close()
+
+
+# --- the circuit breaker --------------------------------------------------------------------
+
+
+def test_breaker_stays_closed_below_its_threshold() -> None:
+    slot = HostSlot(concurrency=2, delay=0.1, pause=1.0, max_pause=8.0)
+    for _ in range(BREAKER_THRESHOLD - 1):
+        slot.failed()
+    assert slot.spacing() == 0.1
+    assert slot.ready_at() == 0.0, "no start deferred yet"
+
+
+def test_breaker_pause_doubles_up_to_its_cap_and_one_success_closes_it() -> None:
+    slot = HostSlot(concurrency=2, delay=0.0, pause=1.0, max_pause=8.0)
+    pauses = []
+    for _ in range(BREAKER_THRESHOLD + 5):
+        slot.failed()
+        pauses.append(slot.spacing())
+    assert pauses[BREAKER_THRESHOLD - 1:] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert slot.ready_at() > time.monotonic() + 7, "the open breaker defers the next start"
+    slot.succeeded()
+    assert slot.spacing() == 0.0
+
+
+def test_breaker_never_shortens_the_delay() -> None:
+    slot = HostSlot(concurrency=2, delay=5.0, pause=0.5, max_pause=60.0)
+    for _ in range(BREAKER_THRESHOLD):
+        slot.failed()
+    assert slot.spacing() == 5.0
+
+
+def test_breaker_survives_a_very_long_run_of_failures() -> None:
+    slot = HostSlot(concurrency=1, delay=0.0, pause=0.5, max_pause=60.0)
+    for _ in range(10_000):
+        slot.failed()
+    assert slot.spacing() == 60.0

