@@ -74,7 +74,7 @@ class Runner:
     def _make_dirs(self) -> None:
         try:
             self.job_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.job_dir / ".write-test"
+            probe = self.job_dir / f".write-test.{os.getpid()}"  # workers share the folder
             probe.write_text("")
             probe.unlink()
         except OSError as exc:

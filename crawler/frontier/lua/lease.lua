@@ -30,7 +30,7 @@ for _, host in ipairs(hosts) do
     if redis.call('LLEN', queue) == 0 then
       redis.call('ZREM', P .. 'ready', host)
     else
-      redis.call('ZADD', P .. 'ready', now + math.max(1, delay * taken), host)
+      redis.call('ZADD', P .. 'ready', now + delay * taken, host)
     end
   end
 end
