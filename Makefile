@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser test screenshot crawl demo lint clean
+.PHONY: install browser redis test screenshot crawl demo lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,7 +28,16 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
-test: install browser
+# the shared-frontier tests start their own redis-server (tests/conftest.py: redis_server) on
+# a free loopback port, and stop it at the end of the session, failed or not
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server for the shared-frontier tests"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends redis-server >/dev/null; }
+
+test: install browser redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report

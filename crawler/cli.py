@@ -47,6 +47,7 @@ def crawl(
     recrawl_after: Annotated[str | None, Opt(help="Refetch pages older than this.")] = None,
     fresh: Annotated[bool | None, Opt("--fresh", help="Drop the job's state first.")] = None,
     frontier: Annotated[str | None, Opt(help="redis://host:port/db to share.")] = None,
+    worker: Annotated[str | None, Opt(help="This worker's name in a shared frontier.")] = None,
     workers: Annotated[int | None, Opt(help="Parse processes.")] = None,
     threads: Annotated[int | None, Opt(help="Threads for blocking clients.")] = None,
     warc: Annotated[bool | None, Opt("--warc", help="Also write WARC files.")] = None,
@@ -81,9 +82,6 @@ def run(seeds_source: str, config: Path | None, overrides: dict[str, Any]) -> in
         if not re.fullmatch(r"[\w.\-]+", name) or name in (".", ".."):
             raise ConfigError(f"job: {name!r} is not a usable folder name "
                               "(letters, digits, '.', '-' and '_')")
-        if settings.frontier:
-            raise ConfigError("frontier: the Redis frontier is not available in this version; "
-                              "leave `frontier` empty for the SQLite one")
         return asyncio.run(_crawl(settings, seeds, name))
     except CrawlError as exc:
         log.error("%s", exc)

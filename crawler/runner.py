@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -23,7 +24,9 @@ import aiohttp
 
 from .errors import Blocked, FetchError, OutputError
 from .fetch import AddressGuard, Disallowed, Fetcher, utc_iso
-from .frontier import Candidate, Frontier, Outcome, RunInfo
+from .fleet import SharedFetcher
+from .frontier import Candidate, Frontier, Journal, Outcome, RunInfo
+from .frontier.redis import FrontierUnavailable, RedisFrontier
 from .frontier.sqlite import SqliteFrontier
 from .models import Link, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool, ThreadPool
@@ -71,7 +74,7 @@ class Runner:
     def _make_dirs(self) -> None:
         try:
             self.job_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.job_dir / ".write-test"
+            probe = self.job_dir / f".write-test.{os.getpid()}"  # workers share the folder
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
@@ -102,9 +105,13 @@ class Runner:
 
     async def _run(self) -> int:
         self.policy = await self._policy()
-        frontier: Frontier = SqliteFrontier(
-            self.job_dir, self.threads, max_pages_per_host=self.s.max_pages_per_host,
-            near_duplicate_distance=self.s.near_duplicate_distance)
+        frontier: Frontier
+        if self.s.frontier:
+            frontier = RedisFrontier(self.s, self.job)
+        else:
+            frontier = SqliteFrontier(
+                self.job_dir, self.threads, max_pages_per_host=self.s.max_pages_per_host,
+                near_duplicate_distance=self.s.near_duplicate_distance)
         self.frontier = frontier
         info = await frontier.open(self.seeds, fresh=self.s.fresh,
                                    recrawl_after_s=self.s.recrawl_after_s)
@@ -117,9 +124,12 @@ class Runner:
         self.info = info
         self.run_dir = self.job_dir / "runs" / info.run_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        log.info("%s run %s of job %s in %s", "resuming" if info.resumed else "starting",
-                 info.run_id, self.job, self.run_dir)
-        self.files = JsonlFiles(self.run_dir, self.threads)
+        log.info("%s run %s of job %s in %s%s", "resuming" if info.resumed else "starting",
+                 info.run_id, self.job, self.run_dir,
+                 f" as worker {info.worker}" if info.worker else "")
+        self.suffix = f"-{info.worker}" if info.worker else ""
+        await self._settle_orphans()
+        self.files = JsonlFiles(self.run_dir, self.threads, self.suffix)
         self.sinks = PluginSinks(self.s.sinks, self.threads, self.stats, self.s.sink_queue)
         self.parser = ParsePool(self.s.worker_count, self.s.parse_timeout, self.s.extractors,
                                 self.policy, self.s.max_links_per_page)
@@ -134,7 +144,7 @@ class Runner:
             journal = self.info.journal
             self.stats.resume(journal.totals)
             await self.files.open(journal.files)
-            warc_path = self.run_dir / "crawl.warc.gz"
+            warc_path = self.run_dir / f"crawl{self.suffix}.warc.gz"
             if "warc" in journal.files:
                 await self.threads.run(cut_back, warc_path, journal.files["warc"][0])
             if self.s.warc:
@@ -144,12 +154,26 @@ class Runner:
             self.recorder = Recorder(self.frontier, self.files, self.sinks, self.warc,
                                      self.threads, self.stats)
             async with session:
-                self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
+                self.fetcher: Fetcher
+                if isinstance(self.frontier, RedisFrontier):
+                    self.fetcher = SharedFetcher(session, self.s, self.policy, guard,
+                                                 self.stats, self.frontier)
+                else:
+                    self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
                 self.fetcher.robots.on_loaded = self._on_robots
                 await self._crawl()
         finally:
             await self._shutdown()
         return self._exit_code()
+
+    async def _settle_orphans(self) -> None:
+        """Write the last committed batch of each dead worker of this machine onto its part
+        files: a worker killed after its commit and before its writes may never return."""
+        for orphan in await self.frontier.orphans():
+            await settle(self.job_dir / "runs" / orphan.run_id, f"-{orphan.worker}",
+                         orphan.journal, self.threads)
+            await self.frontier.settled(orphan)
+            log.info("settled the files of dead worker %s", orphan.worker)
 
     async def _start_sinks(self, mark: tuple[int, bytes] | None) -> None:
         """Feed the sinks again what a killed invocation may not have given them: the page
@@ -300,6 +324,9 @@ class Runner:
             await self._handle(request)
         except asyncio.CancelledError:
             raise
+        except FrontierUnavailable as exc:  # the crawl's, not the URL's: stop
+            self._failure = exc
+            self.stop("error")
         except Exception as exc:  # a bug must cost one URL, not the crawl
             log.error("internal error on %s: %r (a bug; -v shows where)", request.url, exc)
             log.debug("traceback", exc_info=True)
@@ -406,6 +433,8 @@ class Runner:
     # -- sitemaps ---------------------------------------------------------------------------
 
     def _on_robots(self, origin: str, sitemaps: Sequence[str]) -> None:
+        if isinstance(self.fetcher, SharedFetcher) and origin not in self.fetcher.downloaded:
+            return  # the worker that fetched robots.txt reads its sitemaps for the fleet
         if self.s.sitemaps and sitemaps and not self._stop.is_set():
             task = asyncio.create_task(read_sitemaps(
                 origin, sitemaps, self.fetcher, self.parser, self._admit, self._sitemap_url_ok))
@@ -420,8 +449,11 @@ class Runner:
 
     # -- reporting --------------------------------------------------------------------------
 
-    def snapshot(self, finished_at: str | None = None) -> dict[str, Any]:
+    def snapshot(self, finished_at: str | None = None,
+                 others: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        """stats.json: this worker's figures, summed with `others`' (the fleet's)."""
         return self.stats.snapshot(
+            others=others,
             job=self.job, run_id=self.info.run_id, started_at=self.info.started_at,
             finished_at=finished_at, stop_reason=self.stop_reason,
             frontier_left=self._left,
@@ -441,8 +473,7 @@ class Runner:
                 self.progress.queue(self._left)
                 continue
             waited = 0.0
-            data = self.snapshot()
-            await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
+            data = await self._write_stats()
             self.progress.tick(data)
 
     async def _shutdown(self) -> None:
@@ -456,13 +487,35 @@ class Runner:
         self._left = await self.frontier.pending()
         finished = self.stop_reason == "exhausted" and self._left == 0
         finished_at = utc_iso(time.time()) if finished else None
-        data = self.snapshot(finished_at)
-        await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
+        if finished:
+            await self._settle_orphans()
+        data = await self._write_stats(finished_at)
         if finished:  # before the run is marked finished: a kill in between resumes it, and
             # the resumed run, with nothing left to do, finishes at once
             await self.threads.run(_point_latest, self.job_dir, self.run_dir)
         await self.frontier.finish(self.stop_reason or "interrupted", finished_at)
         self.progress.summary(data, self.run_dir)
+
+    async def _write_stats(self, finished_at: str | None = None) -> dict[str, Any]:
+        """stats.json; a worker of a shared frontier also writes its own stats-WORKER.json,
+        and its stats.json sums the figures every worker of the run has committed."""
+        data = self.snapshot(finished_at)
+        if self.suffix:
+            await self.threads.run(write_json_atomic,
+                                   self.run_dir / f"stats{self.suffix}.json", data)
+            data = self.snapshot(finished_at, await self.frontier.others())
+        await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
+        return data
+
+
+async def settle(run_dir: Path, suffix: str, journal: Journal, threads: ThreadPool) -> None:
+    """Make one worker's part files end with its last committed batch."""
+    await threads.run(functools.partial(run_dir.mkdir, parents=True, exist_ok=True))
+    files = JsonlFiles(run_dir, threads, suffix)
+    await files.open(journal.files)
+    await files.close()
+    if "warc" in journal.files:
+        await threads.run(cut_back, run_dir / f"crawl{suffix}.warc.gz", journal.files["warc"][0])
 
 
 def _point_latest(job_dir: Path, run_dir: Path) -> None:

@@ -66,6 +66,7 @@ class Settings:
     recrawl_after: str
     frontier: str
     lease_timeout: float
+    worker: str
     workers: int
     threads: int
     parse_timeout: float
@@ -201,6 +202,9 @@ def _check_relations(s: Settings) -> None:
                 raise ConfigError(f"{key}: {pattern!r} is not a valid regex: {exc}") from None
     if s.frontier and not s.frontier.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"frontier: expected empty or a redis:// URL, got {s.frontier!r}")
+    if s.worker and not re.fullmatch(r"[\w.\-]+", s.worker):
+        raise ConfigError(f"worker: {s.worker!r} is not a usable file-name part "
+                          "(letters, digits, '.', '-' and '_')")
     for key in ("extractors", "sinks"):
         for spec in getattr(s, key):
             if not re.fullmatch(r"[\w.]+:[\w]+", spec):

@@ -203,6 +203,6 @@ def read_lines(path: Path, start: int) -> list[Record]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Readers never see half a stats.json: write beside it, then rename over it."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # workers may share the folder
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)

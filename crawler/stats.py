@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 LAG_INTERVAL_S = 0.05
@@ -90,8 +91,9 @@ class Stats:
             "invocations": int(earlier.get("invocations", 0)) + 1,
         }
 
-    def snapshot(self, **extra: Any) -> dict[str, Any]:
-        totals = self.totals()
+    def snapshot(self, others: Sequence[dict[str, Any]] = (), **extra: Any) -> dict[str, Any]:
+        """stats.json's figures; with `others` (other workers' `totals()`), the fleet's."""
+        totals = merge_totals([self.totals(), *others])
         counters = totals["counters"]
         duration = totals["active_s"]  # time spent crawling, summed over the invocations
         data: dict[str, Any] = {
@@ -105,6 +107,18 @@ class Stats:
             "loop_lag_ms": self.lag.snapshot(),
         }
         return data
+
+
+def merge_totals(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several workers' `totals()` as one: counts add up, the active time is the longest."""
+    merged: dict[str, Any] = {"counters": {}, "status_counts": {}, "errors_by_kind": {},
+                              "active_s": 0.0, "invocations": 0}
+    for part in parts:
+        for key in ("counters", "status_counts", "errors_by_kind"):
+            merged[key] = _add(merged[key], Counter(part.get(key) or {}))
+        merged["active_s"] = max(merged["active_s"], float(part.get("active_s", 0.0)))
+        merged["invocations"] += int(part.get("invocations", 0))
+    return merged
 
 
 def _add(earlier: dict[str, int] | None, now: Counter[str]) -> dict[str, int]:

@@ -362,3 +362,78 @@ def assert_error_shape(record: dict[str, Any]) -> None:
 def assert_no_traceback(result: Result) -> None:
     assert "Traceback" not in result.stderr, str(result)
     assert "Traceback" not in result.stdout, str(result)
+
+
+# --- a real redis-server for the shared frontier ----------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A `redis-server` child on 127.0.0.1 and a free port, with its files in `folder`.
+
+    `make test` installs the server when it is missing; a machine without it fails here with
+    a message, never a skip.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import shutil
+        import subprocess
+
+        self._subprocess = subprocess
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.fail("redis-server is not installed: run `make test`, which installs it")
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: Any = None
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = self._subprocess.Popen(
+            [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
+             "--protected-mode", "no"],
+            stdout=self._subprocess.DEVNULL, stderr=self._subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.RedisError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    pytest.fail(f"redis-server did not start on port {self.port}")
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes its append-only file and exits; `start` reads it again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except self._subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterable[RedisServer]:
+    """One redis-server for the session, stopped at its end, failed tests or not."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -35,6 +35,17 @@ class RunInfo:
     resumed: bool  # True when an unfinished run is continued
     # the last committed batch of the run, replayed onto the files on resume
     journal: Journal = field(default_factory=Journal)
+    # a shared frontier's name for this worker: its part files are `pages-WORKER.jsonl`, ...
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """The journal of a dead worker of this machine, whose files no live worker will open."""
+
+    worker: str
+    run_id: str
+    journal: Journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +104,13 @@ class Frontier(Protocol):
 
     async def close(self) -> None:
         """Release the lock and the store."""
+
+    async def others(self) -> list[dict[str, Any]]:
+        """The committed totals of the other workers of the run (none for one process)."""
+
+    async def orphans(self) -> list[Orphan]:
+        """Journals of dead workers of this machine to settle onto their files (shared
+        frontiers only), each claimed until `settled`."""
+
+    async def settled(self, orphan: Orphan) -> None:
+        """The orphan's files now end with its last committed batch."""

@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import LockedError, OutputError
 from ..models import Request
 from ..pools import ThreadPool
 from ..urls import host_of
-from . import Journal, Outcome, RunInfo
+from . import Journal, Orphan, Outcome, RunInfo
 
 T = TypeVar("T")
 
@@ -331,3 +331,12 @@ class SqliteFrontier:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             db.close()
+
+    async def others(self) -> list[dict[str, Any]]:
+        return []  # one process per job: there are no other workers
+
+    async def orphans(self) -> list[Orphan]:
+        return []
+
+    async def settled(self, orphan: Orphan) -> None:
+        raise AssertionError("a SQLite frontier has no orphans")

@@ -1,0 +1,92 @@
+-- Prelude of every script: the key layout and the helpers the transitions share.
+-- Every key starts with P = ARGV[1] = "crawl:{JOB}:"; the hash tag {JOB} puts all of a job's
+-- keys in one Redis Cluster slot, so that each script is one atomic step on one node.
+--   P.."run"          hash    id, started_at, no (run number), sweep (recrawl cursor),
+--                             finished_at, stop_reason
+--   P.."seen:"..B     hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
+--                             2 bytes, 4 hex digits), value = number of the run that queued it
+--   P.."q:"..HOST     list    the host's queued URLs, JSON [url, depth, referrer], FIFO
+--   P.."ready"        zset    hosts with queued URLs by the next time (ms) a lease may take one
+--   P.."lease"        hash    url -> JSON [token, depth, referrer, host] while leased
+--   P.."deadline"     zset    leased url -> lease deadline (ms, Redis clock)
+--   P.."pending"      string  URLs queued or leased in this run
+--   P.."hist"         hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
+--                             last_modified, sha256, simhash, title]: the recrawl's validators
+--   P.."nd:"..I..":"..X set   near-duplicate index: simhash..url of the pages whose 16-bit
+--                             block I is X
+--   P.."perhost:"..R  hash    URLs admitted per host in run R (--max-pages-per-host)
+--   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
+--   P.."journals"     set     workers with a journal
+--   P.."worker:"..W   string  who holds worker name W now (expires unless renewed)
+--   P.."next"         hash    host -> earliest next request start (ms), for the whole fleet
+--   P.."busy:"..HOST  zset    tokens of requests in flight to the host -> hold deadline
+local P = ARGV[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function run_no()
+  return tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
+end
+
+-- The URL's dedup key and field: 64 bits of sha1 as a 2-byte bucket and a 6-byte field.
+local function seen_slot(url)
+  local h = redis.sha1hex(url)
+  local field = ''
+  for i = 5, 15, 2 do
+    field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
+  end
+  return P .. 'seen:' .. string.sub(h, 1, 4), field
+end
+
+-- Put a URL on its host's queue (at the front for a URL coming back) and list the host.
+local function push(url, depth, referrer, host, front)
+  local entry = cjson.encode({url, depth, referrer})
+  if front then
+    redis.call('LPUSH', P .. 'q:' .. host, entry)
+  else
+    redis.call('RPUSH', P .. 'q:' .. host, entry)
+  end
+  if not redis.call('ZSCORE', P .. 'ready', host) then
+    redis.call('ZADD', P .. 'ready', 0, host)
+  end
+end
+
+-- Admit a URL once per job: 1 when queued now, 0 when seen before or over the host budget.
+local function enqueue(url, depth, referrer, host, budget)
+  local key, field = seen_slot(url)
+  if redis.call('HEXISTS', key, field) == 1 then
+    return 0
+  end
+  local run = run_no()
+  if budget > 0 then
+    local count = tonumber(redis.call('HGET', P .. 'perhost:' .. run, host) or '0')
+    if count >= budget then
+      return 0
+    end
+  end
+  redis.call('HSET', key, field, run)
+  redis.call('HINCRBY', P .. 'perhost:' .. run, host, 1)
+  push(url, depth, referrer, host, false)
+  redis.call('INCR', P .. 'pending')
+  return 1
+end
+
+-- Leases past their deadline go back to the front of their host's queue: queued -> leased
+-- -> queued, the fate of the URLs of a worker that died.
+local function reap(now, limit)
+  local urls = redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', now, 'LIMIT', 0, limit)
+  for _, url in ipairs(urls) do
+    local raw = redis.call('HGET', P .. 'lease', url)
+    if raw then
+      local l = cjson.decode(raw)
+      push(url, l[2], l[3], l[4], true)
+      redis.call('HDEL', P .. 'lease', url)
+    end
+    redis.call('ZREM', P .. 'deadline', url)
+  end
+  return #urls
+end
+

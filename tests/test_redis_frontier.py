@@ -1,0 +1,216 @@
+"""The Redis frontier's Lua transitions, each against the real redis-server of the session."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from crawler.frontier import Candidate, Journal, Outcome
+from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
+from crawler.settings import load
+from tests.conftest import RedisServer
+
+ORIGIN = "http://127.0.0.1:9"
+_jobs = itertools.count(1)
+
+Make = Callable[..., RedisFrontier]
+
+
+@pytest.fixture
+async def make(redis_server: RedisServer) -> AsyncIterator[Make]:
+    """Workers of one fresh job: `make(worker="a", lease_timeout=1.0, ...)`."""
+    job = f"unit{next(_jobs)}"
+    made: list[RedisFrontier] = []
+
+    def factory(**overrides: Any) -> RedisFrontier:
+        frontier = RedisFrontier(load(None, {"frontier": redis_server.url, **overrides}), job)
+        made.append(frontier)
+        return frontier
+
+    yield factory
+    if made:
+        await made[0].reset()
+    for frontier in made:
+        await frontier.close()
+
+
+async def _open(frontier: RedisFrontier, *seeds: str) -> None:
+    await frontier.open(list(seeds), fresh=False, recrawl_after_s=0)
+
+
+def _done(request: Any, *links: str, simhash: str | None = None) -> Outcome:
+    return Outcome(request, "done", status=200, fetched_at=1.0, etag='"e"', sha256="0" * 64,
+                   simhash=simhash, title="t",
+                   candidates=[Candidate(u, request.depth + 1, request.url) for u in links])
+
+
+async def _ack(frontier: RedisFrontier, outcomes: list[Outcome]) -> None:
+    await frontier.prepare(outcomes)
+    await frontier.commit(Journal({"pages": (0, b"x\n")}, {"counters": {"pages": 1}}))
+
+
+async def test_enqueue_admits_each_url_once_and_pending_counts_queued_and_leased(
+        make: Make) -> None:
+    a = make(worker="a")
+    await _open(a, f"{ORIGIN}/1", f"{ORIGIN}/2", f"{ORIGIN}/1")
+    assert await a.pending() == 2
+    leased = await a.lease(10, ())
+    assert [r.url for r in leased] == [f"{ORIGIN}/1", f"{ORIGIN}/2"]
+    assert await a.pending() == 2, "leased URLs are still pending"
+    outcome = _done(leased[0], f"{ORIGIN}/2", f"{ORIGIN}/3", f"{ORIGIN}/3")
+    await _ack(a, [outcome])
+    assert outcome.admitted == [False, True, False], "seen, new, repeated in the batch"
+    assert await a.pending() == 2  # /1 done, /3 queued, /2 leased
+    await _ack(a, [Outcome(leased[1], "failed", fetched_at=1.0)])
+    third = await a.lease(10, ())
+    assert [r.url for r in third] == [f"{ORIGIN}/3"] and third[0].depth == 1
+    await _ack(a, [Outcome(third[0], "skipped")])
+    assert await a.pending() == 0, "zero exactly when nothing is queued or leased"
+
+
+async def test_a_lease_is_one_workers_until_it_expires_then_anothers(make: Make) -> None:
+    a, b = make(worker="a", lease_timeout=1.0), make(worker="b", lease_timeout=1.0)
+    await _open(a, f"{ORIGIN}/1")
+    await _open(b)
+    first = await a.lease(5, ())
+    assert len(first) == 1 and await b.lease(5, ()) == []
+    a._tokens.clear()  # a dies: no renewal from here on
+    if a._renewer is not None:
+        a._renewer.cancel()
+    for _ in range(60):
+        again = await b.lease(5, ())
+        if again:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.url for r in again] == [f"{ORIGIN}/1"], "the expired lease was reaped"
+    a._tokens[first[0].url] = "a:1"  # a comes back from the dead with its old token
+    with pytest.raises(FrontierUnavailable, match="expired"):
+        await a.prepare([_done(first[0], f"{ORIGIN}/9")])
+    assert await b.pending() == 1, "nothing of the stale batch was written"
+    await _ack(b, [_done(again[0])])
+    assert await b.pending() == 0
+
+
+async def test_release_puts_a_lease_back_at_the_front(make: Make) -> None:
+    a = make(worker="a")
+    await _open(a, f"{ORIGIN}/1", f"{ORIGIN}/2")
+    leased = await a.lease(1, ())
+    await a.release([leased[0].url])
+    assert [r.url for r in await a.lease(1, ())] == [f"{ORIGIN}/1"]
+
+
+async def test_ack_applied_once_when_retried_after_a_lost_reply(make: Make) -> None:
+    a = make(worker="a")
+    await _open(a, f"{ORIGIN}/1")
+    [request] = await a.lease(1, ())
+    outcome = _done(request, f"{ORIGIN}/2")
+    await a.prepare([outcome])
+    journal = Journal({"pages": (0, b"x\n")}, {})
+    await a.commit(journal)
+    a._seq -= 1  # the same batch again, as `_patiently` sends it when the reply was lost
+    a._batch = [outcome]
+    a._tokens[request.url] = "stale"
+    await a.commit(journal)
+    assert await a.pending() == 1, "/2 queued once, /1 acked once"
+
+
+async def test_journal_is_per_worker_and_a_restart_with_the_name_gets_it_back(
+        make: Make) -> None:
+    a = make(worker="a")
+    await _open(a, f"{ORIGIN}/1")
+    [request] = await a.lease(1, ())
+    await a.prepare([_done(request)])
+    await a.commit(Journal({"pages": (5, b"line\n")}, {"counters": {"pages": 3}}))
+    await a.close()
+    again = make(worker="a")
+    info = await again.open([], fresh=False, recrawl_after_s=0)
+    assert info.resumed and info.worker == "a"
+    assert info.journal.files == {"pages": (5, b"line\n")}
+    assert info.journal.totals == {"counters": {"pages": 3}}
+    other = make(worker="b")
+    assert (await other.open([], fresh=False, recrawl_after_s=0)).journal.files == {}
+    assert await other.others() == [{"counters": {"pages": 3}}]
+
+
+async def test_a_live_workers_name_cannot_be_taken(make: Make) -> None:
+    from crawler.errors import LockedError
+
+    await _open(make(worker="a"), f"{ORIGIN}/1")
+    with pytest.raises(LockedError, match="worker 'a'"):
+        await _open(make(worker="a"))
+
+
+async def test_automatic_names_take_the_lowest_free_slot(make: Make) -> None:
+    first, second = make(), make()
+    await _open(first)
+    await _open(second)
+    assert first.worker.endswith("-1") and second.worker.endswith("-2")
+    await first.close()
+    third = make()
+    await _open(third)
+    assert third.worker == first.worker, "a restarted worker takes back the freed name"
+
+
+async def test_near_duplicates_are_found_across_workers(make: Make) -> None:
+    a, b = make(worker="a"), make(worker="b")
+    await _open(a, f"{ORIGIN}/1", f"{ORIGIN}/2", f"{ORIGIN}/3")
+    await _open(b)
+    one, two, three = await a.lease(3, ())
+    await _ack(a, [_done(one, simhash="00ff00ff00ff00ff")])
+    b._tokens[two.url] = a._tokens.pop(two.url)  # hand the leases over as if b held them
+    b._tokens[three.url] = a._tokens.pop(three.url)
+    near = _done(two, simhash="00ff00ff00ff00f8")  # 3 bits apart
+    far = _done(three, simhash="ff00ff00ff00ff00")
+    await _ack(b, [near, far])
+    assert near.near_duplicate_of == one.url and far.near_duplicate_of is None
+
+
+async def test_recrawl_on_a_new_run_queues_due_urls_with_their_validators(make: Make) -> None:
+    a = make(worker="a")
+    await _open(a, f"{ORIGIN}/1")
+    [request] = await a.lease(1, ())
+    await _ack(a, [_done(request)])
+    await a.finish("exhausted", "2026-01-01T00:00:00.000Z")
+    await a.close()
+    again = make(worker="a")
+    info = await again.open([f"{ORIGIN}/1"], fresh=False, recrawl_after_s=0)
+    assert not info.resumed and info.journal.files == {}, "a new run starts with no journal"
+    [refetch] = await again.lease(1, ())
+    assert (refetch.url, refetch.etag, refetch.last_status) == (f"{ORIGIN}/1", '"e"', 200)
+    assert await again.pending() == 1, "queued once, though also given as a seed"
+
+
+async def test_fleet_slot_caps_in_flight_requests_and_spaces_starts(make: Make) -> None:
+    a = make(worker="a")
+    await _open(a)
+    assert await a.slot("h", 1, 0.0, "t1") == 0
+    assert await a.slot("h", 1, 0.0, "t2") > 0, "per_host 1: the second request waits"
+    await a.unslot("h", "t1")
+    assert await a.slot("h", 1, 0.5, "t2") == 0
+    await a.unslot("h", "t2")
+    wait = await a.slot("h", 1, 0.5, "t3")
+    assert 0 < wait <= 0.5, "the next start is a delay after the last one"
+    await a.defer("h", 5)
+    assert await a.slot("h", 1, 0.0, "t3") > 1, "Retry-After holds for every worker"
+
+
+async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Make) -> None:
+    """Every URL admitted once; the README's bytes per URL come from `memory()` at scale."""
+    a = make(worker="a")
+    await _open(a)
+    n = 20_000
+    args: list[Any] = []
+    for i in range(n):
+        args += [f"http://example{i % 50}.test/page/{i}", 1, "", f"example{i % 50}.test"]
+    added = [await a._call("enqueue", 0, *args[start:start + 4000])
+             for start in range(0, len(args), 4000)]
+    assert sum(added) == n == await a.pending()
+    again = [await a._call("enqueue", 0, *args[start:start + 4000])
+             for start in range(0, len(args), 4000)]
+    assert sum(again) == 0
+    sizes = await a.memory()
+    assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
