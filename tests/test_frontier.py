@@ -120,7 +120,6 @@ async def test_lease_returns_oldest_first_and_marks_leased(job: Job) -> None:
     assert [r.url for r in await frontier.lease(10, ())] == seeds[2:]
     assert await frontier.lease(10, ()) == []
     assert set(job.states().values()) == {LEASED}
-    assert frontier.leased == set(seeds)
 
 
 async def test_lease_skips_hosts(job: Job) -> None:
@@ -136,7 +135,6 @@ async def test_release_puts_urls_back_in_their_place(job: Job) -> None:
     leased = await frontier.lease(1, ())
     await frontier.release([r.url for r in leased])
     assert job.states()[A] == QUEUED
-    assert frontier.leased == set()
     assert [r.url for r in await frontier.lease(2, ())] == [A, B]
 
 
@@ -176,7 +174,7 @@ async def test_failed_and_skipped_outcomes_leave_the_queue(job: Job) -> None:
                             Outcome(request=b, state="skipped")])
     await frontier.commit(Journal())
     assert await frontier.pending() == 0
-    assert frontier.leased == set()
+    assert LEASED not in job.states().values()
 
 
 async def test_links_only_outcome_admits_without_a_request(job: Job) -> None:
@@ -198,7 +196,6 @@ async def test_per_host_budget_refuses_past_the_limit(job: Job) -> None:
     await frontier.commit(Journal())
     # a.test holds A plus two more; b.test holds B plus two more
     assert outcome.admitted == [True, True, False, False, False, True, True]
-    assert frontier.budget_refused == 3
     assert await frontier.pending() == 2 + 3  # A is done
 
 

@@ -122,8 +122,6 @@ class SqliteFrontier:
         self._run = ""
         self._seq = 0
         self._per_host: dict[str, int] = {}
-        self.leased: set[str] = set()
-        self.budget_refused = 0
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -205,9 +203,6 @@ class SqliteFrontier:
     def _insert(self, url: str, depth: int, referrer: str | None) -> bool:
         host = host_of(url)
         if self._budget and self._per_host.get(host, 0) >= self._budget:
-            exists = self.db.execute("SELECT 1 FROM urls WHERE url=?", (url,)).fetchone()
-            if not exists:
-                self.budget_refused += 1
             return False
         self._seq += 1
         cursor = self.db.execute(
@@ -233,7 +228,6 @@ class SqliteFrontier:
             self.db.executemany("UPDATE urls SET state=? WHERE url=?",
                                 [(LEASED, r[0]) for r in rows])
         requests = [Request(*r) for r in rows]
-        self.leased.update(r.url for r in requests)
         return requests
 
     async def release(self, urls: Sequence[str]) -> None:
@@ -242,7 +236,6 @@ class SqliteFrontier:
     def _release(self, urls: list[str]) -> None:
         self.db.executemany("UPDATE urls SET state=? WHERE url=? AND state=?",
                             [(QUEUED, url, LEASED) for url in urls])
-        self.leased.difference_update(urls)
 
     async def prepare(self, outcomes: Sequence[Outcome]) -> None:
         await self._call(self._prepare, outcomes)
@@ -269,7 +262,6 @@ class SqliteFrontier:
             else:
                 db.execute("UPDATE urls SET state=?, fetched_at=coalesce(?, fetched_at) "
                            "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
-            self.leased.discard(url)
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
         value = int(simhash, 16)
