@@ -14,7 +14,9 @@ The data flow, one module a step:
 8. `report`    the `crawl-report` command: `summary` counts a run, `htmlreport` and `charts`
                draw report.html
 
-`runner` wires the steps together on one event loop; `cli` is the `crawl` command.
+`engine` runs steps 2 to 5 on one event loop and `recorder` makes their outcomes durable;
+`runner` builds the stages for one invocation and ends the run; `fleet` shares politeness
+and robots.txt through Redis; `cli` is the `crawl` command.
 """
 
 from .reader import read_errors, read_links, read_pages
