@@ -55,9 +55,8 @@ _INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "
                      "wbr"})
 _WORD = re.compile(r"\w+")
 
-_LINKS = etree.XPath("//a[@href] | //area[@href]")
-_BASE = etree.XPath("(//base[@href])[1]/@href")
-_TITLE = etree.XPath("(//title[not(ancestor::svg)])[1]")
+_DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
+_digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
 # huge_tree: libxml2 otherwise halts at nesting depth 256 and drops the rest of a page of
 # unclosed tags; the body is bounded by max_bytes and the HTML parser expands no entities.
@@ -205,8 +204,9 @@ def _collapse(text: str | None) -> str | None:
 
 def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseResult:
     root = lxml.html.document_fromstring(text.encode("utf-8", "replace"), parser=_HTML_PARSER)
-    hrefs = _BASE(root)
-    base = (normalize(str(hrefs[0]), inp.url) if hrefs else None) or inp.url
+    # tag-filtered iteration runs in C; the equivalent XPath costs as much as the parse itself
+    href = next((e.get("href") for e in root.iter("base") if e.get("href") is not None), None)
+    base = (normalize(href, inp.url) if href is not None else None) or inp.url
     description, robots_nofollow = None, False
     for meta in root.iter("meta"):
         name, content = (meta.get("name") or "").strip().lower(), meta.get("content") or ""
@@ -218,12 +218,13 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
     canonical = next((normalize(link.get("href"), base) for link in root.iter("link")
                       if "canonical" in (link.get("rel") or "").lower().split()
                       and link.get("href")), None)
-    titles = _TITLE(root)
+    title = next((_collapse(t.text_content()) for t in root.iter("title")
+                  if next(t.iterancestors("svg"), None) is None), None)
     links, dropped = _links(root, base, robots_nofollow)
     tokens = _WORD.findall(_visible_text(root).lower())
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
     return ParseResult(
-        sha256=digest, is_html=True, title=_collapse(titles[0].text_content()) if titles else None,
+        sha256=digest, is_html=True, title=title,
         description=description, lang=_collapse(root.get("lang") or root.get("xml:lang")),
         canonical=canonical, words=len(tokens), simhash=simhash_of(tokens), encoding=encoding,
         links=links, links_dropped=dropped, extra=extra, error=error)
@@ -234,8 +235,10 @@ def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:
     links: list[Link] = []
     dropped = 0
     resolved: dict[str, tuple[str | None, str | None]] = {}  # href -> (url, refusal)
-    for element in _LINKS(root):
+    for element in root.iter("a", "area"):
         href = element.get("href")
+        if href is None:
+            continue
         if href not in resolved:
             url = normalize(href, base)
             refused = policy.refusal(url) if policy is not None and url is not None else None
@@ -300,15 +303,16 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
 def simhash_of(tokens: Iterable[str]) -> str | None:
     """Charikar's 64-bit simhash of the tokens as given, weighted by count; None for none.
 
-    Each distinct token is hashed once (blake2b, 8 bytes) and its digest repeated by its
+    Each distinct token is hashed once (blake2b, 8 bytes; a process remembers the digests of
+    the last tokens it met, as words recur from page to page) and its digest repeated by its
     count; a bit column is then summed for all tokens at once, as a popcount on a big int.
     """
     counts = Counter(tokens)
     if not counts:
         return None
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-                        * count for token, count in counts.items()])
+    known = _digests.get
+    digests = b"".join([(known(token) or _digest(token)) * count
+                        for token, count in counts.items()])
     total = len(digests) // 8
     masks = [int.from_bytes(bytes([0x80 >> bit]) * total, "big") for bit in range(8)]
     value = 0
@@ -317,6 +321,14 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
         for mask in masks:
             value = value << 1 | (2 * (column & mask).bit_count() > total)
     return f"{value:016x}"
+
+
+def _digest(token: str) -> bytes:
+    digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    if len(_digests) >= _DIGESTS_MAX:
+        _digests.clear()  # bounded: a long crawl must not grow a process without end
+    _digests[token] = digest
+    return digest
 
 
 def hamming(a: str, b: str) -> int:

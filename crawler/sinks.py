@@ -24,10 +24,16 @@ log = logging.getLogger(__name__)
 KINDS = ("pages", "links", "errors")
 
 
+# One encoder for every line: json.dumps with options builds a new encoder per call, which
+# costs as much as encoding a link record.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(records: Sequence[Record]) -> str:
     """One JSON object per line; runs in a thread, not on the loop."""
-    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for r in records)
+    if not records:
+        return ""
+    return "\n".join([_ENCODER.encode(r) for r in records]) + "\n"
 
 
 def repair(path: Path) -> int:
