@@ -9,7 +9,6 @@ import json
 import re
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -303,16 +302,25 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
 def simhash_of(tokens: Iterable[str]) -> str | None:
     """Charikar's 64-bit simhash of the tokens as given, weighted by count; None for none.
 
-    Each distinct token is hashed once (blake2b, 8 bytes; a process remembers the digests of
-    the last tokens it met, as words recur from page to page) and its digest repeated by its
-    count; a bit column is then summed for all tokens at once, as a popcount on a big int.
+    Each token is hashed with blake2b (8 bytes); a process remembers the digests of the last
+    tokens it met, as words recur from page to page, so that a page's digests are mostly
+    looked up at C speed. A bit column is then summed for all tokens at once, as a popcount
+    on a big int.
     """
-    counts = Counter(tokens)
-    if not counts:
+    tokens = list(tokens)
+    if not tokens:
         return None
-    known = _digests.get
-    digests = b"".join([(known(token) or _digest(token)) * count
-                        for token, count in counts.items()])
+    try:
+        digests = b"".join(map(_digests.__getitem__, tokens))
+    except KeyError:
+        missing = set(tokens).difference(_digests)
+        if len(_digests) + len(missing) > _DIGESTS_MAX:
+            _digests.clear()  # bounded: a long crawl must not grow a process without end
+            missing = set(tokens)
+        for token in missing:
+            _digests[token] = hashlib.blake2b(token.encode("utf-8", "surrogatepass"),
+                                              digest_size=8).digest()
+        digests = b"".join(map(_digests.__getitem__, tokens))
     total = len(digests) // 8
     masks = [int.from_bytes(bytes([0x80 >> bit]) * total, "big") for bit in range(8)]
     value = 0
@@ -321,14 +329,6 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
         for mask in masks:
             value = value << 1 | (2 * (column & mask).bit_count() > total)
     return f"{value:016x}"
-
-
-def _digest(token: str) -> bytes:
-    digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    if len(_digests) >= _DIGESTS_MAX:
-        _digests.clear()  # bounded: a long crawl must not grow a process without end
-    _digests[token] = digest
-    return digest
 
 
 def hamming(a: str, b: str) -> int:

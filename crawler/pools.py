@@ -107,9 +107,8 @@ class ParsePool:
     when they are not. A page that outlives `timeout` or kills its process costs that page
     only: the pool is replaced, and the other pages that shared the broken pool are parsed
     again, one by one, on the new one, each with the pool to itself. A page fails when it runs
-    out of time (tasks in flight are bounded by the worker count, so its clock runs while it
-    runs, not while it queues; a batch has `timeout` per page) or when it breaks a pool it has
-    to itself.
+    out of time (a batch has `timeout` per page, and its clock starts when a worker is free
+    for it, not while it queues) or when it breaks a pool it has to itself.
     """
 
     def __init__(self, workers: int, timeout: float, extractors: Sequence[str],
@@ -119,7 +118,12 @@ class ParsePool:
         self._initargs = (tuple(extractors), policy, max_links)
         self.figures = PoolFigures()
         self._generation = 0
-        self._slots = asyncio.Semaphore(workers)
+        # One batch more than workers: it waits in the executor's call queue, so that a worker
+        # that finishes starts on it at once instead of waiting for the event loop's turn.
+        self._capacity = workers + 1
+        self._slots = asyncio.Semaphore(self._capacity)
+        self._submitted = 0  # batches handed to the executor and not finished
+        self._freed = asyncio.Event()  # set, then replaced, when one of them finishes
         self._alone = asyncio.Lock()
         self._waiting: list[_Waiting] = []
         self._batches: set[asyncio.Task[None]] = set()
@@ -205,7 +209,7 @@ class ParsePool:
         """A page that shared a broken pool, parsed again with the pool to itself: if it
         breaks this one too, it is the culprit."""
         async with self._alone:
-            for _ in range(self._workers):
+            for _ in range(self._capacity):
                 await self._slots.acquire()
             generation = self._generation
             try:
@@ -216,29 +220,42 @@ class ParsePool:
                 self._rebuild(generation, exc)
                 return ParseFailed(self._describe(exc))
             finally:
-                for _ in range(self._workers):
+                for _ in range(self._capacity):
                     self._slots.release()
         self.figures.tasks += 1
         self.figures.busy_s += result.busy_s
         return result
 
     async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, parse.parse_many, inputs)
-        results = await asyncio.wait_for(future, self._timeout * len(inputs))
+        results = await self._started(parse.parse_many, inputs, budget=len(inputs))
         self.figures.tasks += len(inputs)
         self.figures.busy_s += sum(r.busy_s for r in results)
         return results
 
+    async def _started(self, fn: Callable[..., T], *args: Any, budget: int = 1) -> T:
+        """Run `fn` in a process, `budget` timeouts from when a worker is free for it."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        self._submitted += 1
+        try:
+            if self._submitted > self._workers:
+                # queued behind busy workers: the clock starts when one of them frees
+                freed = asyncio.ensure_future(self._freed.wait())
+                await asyncio.wait((future, freed), return_when=asyncio.FIRST_COMPLETED)
+                freed.cancel()
+            return await asyncio.wait_for(future, self._timeout * budget)
+        finally:
+            self._submitted -= 1
+            self._freed.set()
+            self._freed = asyncio.Event()
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Any other CPU-bound top-level function (sitemaps), under the same time limit."""
         generation = self._generation
-        loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
             async with self._slots:
-                result = await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, fn, *args), self._timeout)
+                result = await self._started(fn, *args)
         except (BrokenProcessPool, TimeoutError) as exc:
             self._rebuild(generation, exc)
             raise ParseFailed(self._describe(exc)) from None
