@@ -6,10 +6,20 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= config/seeds.example.txt
 ARGS   ?=
 PYTEST_ARGS ?=
-CHROMIUM := /usr/bin/chromium
-SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+N        ?= 10000
+REPEAT   ?= 3
+FRONTIER ?= 1000000
+SCRAPY   := bench/.venv-scrapy
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser redis test screenshot crawl demo lint clean
+# $(call apt,COMMAND,PACKAGES,WHY): install Debian packages when COMMAND is not on this machine
+apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || { \
+	echo "installing Debian's $(2) $(3)"; \
+	$(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $(2) >/dev/null; }
+
+.PHONY: install browser redis nginx test screenshot crawl demo bench lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -20,24 +30,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# the report test opens report.html in headless Chromium from the system packages
+# the report test opens report.html in headless Chromium
 browser:
-	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium for the report test"; \
-		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+	$(call apt,/usr/bin/chromium,chromium fonts-dejavu-core,for the report test)
 
 # the shared-frontier tests start their own redis-server (tests/conftest.py: redis_server) on
 # a free loopback port, and stop it at the end of the session, failed or not
 redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing Debian's redis-server for the shared-frontier tests"; \
-		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends redis-server >/dev/null; }
+	$(call apt,redis-server,redis-server,for the shared-frontier tests)
 
-test: install browser redis
+# the bench (and its test) serve the generated site with nginx
+nginx:
+	$(call apt,nginx,nginx,for the bench)
+
+$(SCRAPY)/.installed: bench/requirements-scrapy.txt
+	test -x $(SCRAPY)/bin/python || $(PYTHON) -m venv $(SCRAPY)
+	$(SCRAPY)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+test: install browser redis nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report
@@ -50,10 +61,13 @@ crawl: install
 demo: install
 	$(BIN)/python -m crawler.demo
 
+bench: install nginx redis $(SCRAPY)/.installed
+	$(BIN)/python -m bench --pages $(N) --repeat $(REPEAT) --frontier $(FRONTIER)
+
 lint: install
-	$(BIN)/ruff check crawler tests
+	$(BIN)/ruff check crawler tests bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SCRAPY) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

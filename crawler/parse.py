@@ -9,7 +9,6 @@ import json
 import re
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,8 +54,8 @@ _INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "
                      "wbr"})
 _WORD = re.compile(r"\w+")
 
-_BASE = etree.XPath("(//base[@href])[1]/@href")
-_TITLE = etree.XPath("(//title[not(ancestor::svg)])[1]")
+_DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
+_digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
 # huge_tree: libxml2 otherwise halts at nesting depth 256 and drops the rest of a page of
 # unclosed tags; the body is bounded by max_bytes and the HTML parser expands no entities.
@@ -204,8 +203,9 @@ def _collapse(text: str | None) -> str | None:
 
 def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseResult:
     root = lxml.html.document_fromstring(text.encode("utf-8", "replace"), parser=_HTML_PARSER)
-    hrefs = _BASE(root)
-    base = (normalize(str(hrefs[0]), inp.url) if hrefs else None) or inp.url
+    # tag-filtered iteration runs in C; the equivalent XPath costs as much as the parse itself
+    href = next((e.get("href") for e in root.iter("base") if e.get("href") is not None), None)
+    base = (normalize(href, inp.url) if href is not None else None) or inp.url
     description, robots_nofollow = None, False
     for meta in root.iter("meta"):
         name, content = (meta.get("name") or "").strip().lower(), meta.get("content") or ""
@@ -217,12 +217,13 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
     canonical = next((normalize(link.get("href"), base) for link in root.iter("link")
                       if "canonical" in (link.get("rel") or "").lower().split()
                       and link.get("href")), None)
-    titles = _TITLE(root)
+    title = next((_collapse(t.text_content()) for t in root.iter("title")
+                  if next(t.iterancestors("svg"), None) is None), None)
     links, dropped = _links(root, base, robots_nofollow)
     tokens = _WORD.findall(_visible_text(root).lower())
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
     return ParseResult(
-        sha256=digest, is_html=True, title=_collapse(titles[0].text_content()) if titles else None,
+        sha256=digest, is_html=True, title=title,
         description=description, lang=_collapse(root.get("lang") or root.get("xml:lang")),
         canonical=canonical, words=len(tokens), simhash=simhash_of(tokens), encoding=encoding,
         links=links, links_dropped=dropped, extra=extra, error=error)
@@ -305,15 +306,25 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
 def simhash_of(tokens: Iterable[str]) -> str | None:
     """Charikar's 64-bit simhash of the tokens as given, weighted by count; None for none.
 
-    Each distinct token is hashed once (blake2b, 8 bytes) and its digest repeated by its
-    count; a bit column is then summed for all tokens at once, as a popcount on a big int.
+    Each token is hashed with blake2b (8 bytes); a process remembers the digests of the last
+    tokens it met, as words recur from page to page, so that a page's digests are mostly
+    looked up at C speed. A bit column is then summed for all tokens at once, as a popcount
+    on a big int.
     """
-    counts = Counter(tokens)
-    if not counts:
+    tokens = list(tokens)
+    if not tokens:
         return None
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-                        * count for token, count in counts.items()])
+    try:
+        digests = b"".join(map(_digests.__getitem__, tokens))
+    except KeyError:
+        missing = set(tokens).difference(_digests)
+        if len(_digests) + len(missing) > _DIGESTS_MAX:
+            _digests.clear()  # bounded: a long crawl must not grow a process without end
+            missing = set(tokens)
+        for token in missing:
+            _digests[token] = hashlib.blake2b(token.encode("utf-8", "surrogatepass"),
+                                              digest_size=8).digest()
+        digests = b"".join(map(_digests.__getitem__, tokens))
     total = len(digests) // 8
     masks = [int.from_bytes(bytes([0x80 >> bit]) * total, "big") for bit in range(8)]
     value = 0

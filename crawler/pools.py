@@ -24,6 +24,7 @@ from .models import ParseInput, ParseResult
 from .urls import LinkPolicy
 
 log = logging.getLogger(__name__)
+MAX_BATCH = 8  # pages in one trip to a parse process; a hang is found within this many timeouts
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -36,6 +37,15 @@ class PoolFigures:
 
     def snapshot(self) -> dict[str, float | int]:
         return {"tasks": self.tasks, "busy_s": round(self.busy_s, 3), "restarts": self.restarts}
+
+
+@dataclass(slots=True, eq=False)
+class _Waiting:
+    """A page waiting for a parse process, and the future its caller awaits."""
+
+    input: ParseInput
+    result: asyncio.Future[ParseResult | ParseFailed]
+    taken: bool = False
 
 
 class ParseFailed(Exception):
@@ -91,11 +101,14 @@ class ThreadPool:
 class ParsePool:
     """A `ProcessPoolExecutor` running `parse.parse_many`, rebuilt when a page breaks it.
 
-    A page that outlives `timeout` or kills its process costs that page only: the pool is
-    replaced, and the other pages that shared the broken pool are parsed again, one by one, on
-    the new one, each with the pool to itself. A page fails when it runs out of time (tasks in
-    flight are bounded by the worker count, so its clock runs while it runs, not while it
-    queues) or when it breaks a pool it has to itself.
+    Pages that wait for a free worker travel together: when a worker frees, the caller that
+    gets it takes every page waiting (up to `MAX_BATCH`), its own first, so that one trip
+    across the process boundary carries many pages while the workers are busy, and one page
+    when they are not. A page that outlives `timeout` or kills its process costs that page
+    only: the pool is replaced, and the other pages that shared the broken pool are parsed
+    again, one by one, on the new one, each with the pool to itself. A page fails when it runs
+    out of time (a batch has `timeout` per page, and its clock starts when a worker is free
+    for it, not while it queues) or when it breaks a pool it has to itself.
     """
 
     def __init__(self, workers: int, timeout: float, extractors: Sequence[str],
@@ -105,8 +118,15 @@ class ParsePool:
         self._initargs = (tuple(extractors), policy, max_links)
         self.figures = PoolFigures()
         self._generation = 0
-        self._slots = asyncio.Semaphore(workers)
+        # One batch more than workers: it waits in the executor's call queue, so that a worker
+        # that finishes starts on it at once instead of waiting for the event loop's turn.
+        self._capacity = workers + 1
+        self._slots = asyncio.Semaphore(self._capacity)
+        self._submitted = 0  # batches handed to the executor and not finished
+        self._freed = asyncio.Event()  # set, then replaced, when one of them finishes
         self._alone = asyncio.Lock()
+        self._waiting: list[_Waiting] = []
+        self._batches: set[asyncio.Task[None]] = set()
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -121,20 +141,75 @@ class ParsePool:
 
     async def parse(self, inputs: list[ParseInput]) -> list[ParseResult | ParseFailed]:
         """Results in the order of `inputs`."""
-        generation = self._generation
+        loop = asyncio.get_running_loop()
+        mine = [_Waiting(inp, loop.create_future()) for inp in inputs]
+        self._waiting.extend(mine)
         try:
-            return list(await self._submit(inputs))
-        except (BrokenProcessPool, TimeoutError) as exc:
-            self._rebuild(generation, exc)
-            if len(inputs) == 1 and isinstance(exc, TimeoutError):
-                return [ParseFailed(self._describe(exc))]
-        return [await self._one(inp) for inp in inputs]
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._waiting = [w for w in self._waiting if w not in mine]
+            raise
+        batch = self._take(mine)
+        if batch:
+            # the batch belongs to the pool, not to this caller: if the caller is cancelled,
+            # the pages of other callers in it are still parsed and the slot still returned
+            task = asyncio.create_task(self._run(batch), name="parse batch")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        else:
+            self._slots.release()  # another caller took these pages along with its own
+        return [await w.result for w in mine]
+
+    def _take(self, mine: list[_Waiting]) -> list[_Waiting]:
+        """The caller's own pages still waiting, then others', up to MAX_BATCH in all."""
+        batch = [w for w in mine if not w.taken]
+        for w in self._waiting:
+            if len(batch) >= MAX_BATCH:
+                break
+            if not w.taken and w not in batch:
+                batch.append(w)
+        for w in batch:
+            w.taken = True
+        self._waiting = [w for w in self._waiting if not w.taken]
+        return batch
+
+    async def _run(self, batch: list[_Waiting]) -> None:
+        """Parse a batch on the slot its caller acquired; on a broken pool, page by page."""
+        generation = self._generation
+        inputs = [w.input for w in batch]
+        results: list[ParseResult | ParseFailed] | None = None
+        try:
+            try:
+                results = list(await self._submit(inputs))
+            except (BrokenProcessPool, TimeoutError) as exc:
+                self._rebuild(generation, exc)
+                if len(inputs) == 1 and isinstance(exc, TimeoutError):
+                    results = [ParseFailed(self._describe(exc))]
+            finally:
+                self._slots.release()
+            if results is None:
+                results = [await self._one(inp) for inp in inputs]
+        except BaseException as exc:  # cancelled, or a bug: no caller may wait forever
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            for w in batch:
+                if w.result.done():
+                    continue
+                if cancelled:
+                    w.result.cancel()
+                else:
+                    w.result.set_exception(exc)
+            if cancelled:
+                raise
+            return
+        for w, result in zip(batch, results, strict=True):
+            if not w.result.done():
+                w.result.set_result(result)
 
     async def _one(self, inp: ParseInput) -> ParseResult | ParseFailed:
         """A page that shared a broken pool, parsed again with the pool to itself: if it
         breaks this one too, it is the culprit."""
         async with self._alone:
-            for _ in range(self._workers):
+            for _ in range(self._capacity):
                 await self._slots.acquire()
             generation = self._generation
             try:
@@ -145,30 +220,42 @@ class ParsePool:
                 self._rebuild(generation, exc)
                 return ParseFailed(self._describe(exc))
             finally:
-                for _ in range(self._workers):
+                for _ in range(self._capacity):
                     self._slots.release()
         self.figures.tasks += 1
         self.figures.busy_s += result.busy_s
         return result
 
     async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
-        loop = asyncio.get_running_loop()
-        async with self._slots:
-            future = loop.run_in_executor(self._executor, parse.parse_many, inputs)
-            results = await asyncio.wait_for(future, self._timeout * len(inputs))
+        results = await self._started(parse.parse_many, inputs, budget=len(inputs))
         self.figures.tasks += len(inputs)
         self.figures.busy_s += sum(r.busy_s for r in results)
         return results
 
+    async def _started(self, fn: Callable[..., T], *args: Any, budget: int = 1) -> T:
+        """Run `fn` in a process, `budget` timeouts from when a worker is free for it."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        self._submitted += 1
+        try:
+            if self._submitted > self._workers:
+                # queued behind busy workers: the clock starts when one of them frees
+                freed = asyncio.ensure_future(self._freed.wait())
+                await asyncio.wait((future, freed), return_when=asyncio.FIRST_COMPLETED)
+                freed.cancel()
+            return await asyncio.wait_for(future, self._timeout * budget)
+        finally:
+            self._submitted -= 1
+            self._freed.set()
+            self._freed = asyncio.Event()
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Any other CPU-bound top-level function (sitemaps), under the same time limit."""
         generation = self._generation
-        loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
             async with self._slots:
-                result = await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, fn, *args), self._timeout)
+                result = await self._started(fn, *args)
         except (BrokenProcessPool, TimeoutError) as exc:
             self._rebuild(generation, exc)
             raise ParseFailed(self._describe(exc)) from None

@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 KINDS = ("pages", "links", "errors")
 
 
+# One encoder for every line: json.dumps with options builds a new encoder per call, which
+# costs as much as encoding a link record.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(records: Sequence[Record]) -> bytes:
     """One JSON object per line, UTF-8; runs in a thread, not on the loop."""
-    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for r in records).encode("utf-8")
+    if not records:
+        return b""
+    return ("\n".join([_ENCODER.encode(r) for r in records]) + "\n").encode("utf-8")
 
 
 def encode_batches(batches: Mapping[str, Sequence[Record]]) -> dict[str, bytes]:

@@ -110,6 +110,7 @@ def _join(base: str, url: str) -> str:
     return urljoin(base, url)
 
 
+@functools.lru_cache(maxsize=4096)  # a page's links name a few hosts, over and over
 def _name_host(raw: str) -> str | None:
     # IDNA 2003 (the stdlib codec) also lower-cases and maps full-width dots and digits
     host = unquote(raw, errors="strict").lower().encode("idna").decode("ascii").lower()
@@ -217,6 +218,7 @@ def registrable_domain(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_literal(host: str) -> str | None:
     """Tell an address-valued host, checkable before any lookup, from a name to resolve."""
     inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host

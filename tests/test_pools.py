@@ -172,3 +172,41 @@ async def test_thread_pool_counts_a_task_that_raises() -> None:
         assert threads.figures.tasks == 1
     finally:
         threads.shutdown()
+
+
+def page_in(folder: str, query: str = "") -> ParseInput:
+    body = b"<html><head><title>Hello pool</title></head><body><a href='x'>x</a></body></html>"
+    return ParseInput(url=f"http://site.test/{folder}/{query}", status=200,
+                      content_type="text/html", charset="utf-8", headers={}, body=body)
+
+
+async def test_pages_waiting_together_each_get_their_own_result() -> None:
+    """Pages that wait for the one worker go to it in batches; every caller gets its page."""
+    pool = make_pool(workers=1)
+    try:
+        calls = [pool.parse([page_in("slow", "?slow=0.5")])]
+        calls += [pool.parse([page_in(f"d{i}"), page_in(f"e{i}")]) for i in range(6)]
+        results = await asyncio.gather(*calls)
+        for i, pair in enumerate(results[1:]):
+            assert [r.links[0].to for r in pair if isinstance(r, ParseResult)] == [
+                f"http://site.test/d{i}/x", f"http://site.test/e{i}/x"]
+        assert pool.figures.tasks == 13 and pool.figures.restarts == 0
+    finally:
+        pool.terminate()
+
+
+async def test_a_cancelled_caller_does_not_strand_pages_batched_with_its_own() -> None:
+    pool = make_pool(workers=1)
+    try:
+        first = asyncio.create_task(pool.parse([page_in("a", "?slow=0.3")]))
+        second = asyncio.create_task(pool.parse([page_in("b", "?slow=0.3")]))
+        waiting = [asyncio.create_task(pool.parse([page_in(f"c{i}")])) for i in range(3)]
+        await asyncio.sleep(0.1)  # the first runs, the second is queued, the rest wait
+        waiting[0].cancel()
+        done = await asyncio.gather(first, second, *waiting, return_exceptions=True)
+        assert isinstance(done[2], asyncio.CancelledError)
+        for i, result in ((1, done[3]), (2, done[4])):
+            assert isinstance(result, list)
+            assert result[0].links[0].to == f"http://site.test/c{i}/x"  # type: ignore[union-attr]
+    finally:
+        pool.terminate()

@@ -1,0 +1,193 @@
+"""`python -m bench`: generate the site, serve it with nginx, run each contender, report.
+
+Contenders run one after another on the identical site, each inside `bench.measure`; the
+repeats are interleaved (all contenders once, then again), so that a burst of load on the
+machine does not fall on one contender's runs alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crawler.reader import read_stats
+
+from . import report, site
+from .contenders import CONTENDERS, JOB, REPO, Contender, Context
+from .nginx import Nginx, free_port
+
+DEFAULT_RESULTS = REPO / "bench" / "results" / "latest.json"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _measured(command: list[str], work: Path) -> dict[str, Any]:
+    """Run `command` under bench.measure, its output in `work`; the measurement."""
+    result = work / "measure.json"
+    with (work / "stdout.txt").open("wb") as out, (work / "stderr.txt").open("wb") as err:
+        subprocess.run([sys.executable, "-m", "bench.measure", str(result), "--", *command],
+                       cwd=REPO, stdout=out, stderr=err, check=False)
+    if not result.exists():
+        raise RuntimeError(f"bench.measure wrote nothing; see {work / 'stderr.txt'}")
+    measured: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    return measured
+
+
+def run_one(ctx: Context, contender: Contender, work: Path, server: Nginx) -> dict[str, Any]:
+    work.mkdir(parents=True)
+    offset = server.log_size()
+    row = _measured(contender.command(ctx, work), work)
+    requests = server.requests_since(offset)
+    prefix = ctx.manifest.disallowed_prefix
+    row["requests"] = len(requests)
+    row["disallowed_fetched"] = sum(uri.startswith(prefix) for uri, _ in requests)
+    row["expected"] = len(ctx.manifest.expected)
+    row["found"] = 0
+    if row["returncode"] == 0:
+        found = contender.found(ctx, work)
+        row["found"] = found.pages
+        row.update(found.info)
+    else:
+        tail = (work / "stderr.txt").read_text(errors="replace")[-1500:]
+        row["stderr_tail"] = tail
+        _log(f"  {contender.name} exited {row['returncode']}:\n{tail}")
+    row["pages_per_s"] = round(row["found"] / row["wall_s"], 2) if row["wall_s"] else 0.0
+    row["cpu_pct"] = round(100 * row["cpu_s"] / row["wall_s"], 1) if row["wall_s"] else 0.0
+    return row
+
+
+def run_frontier(ctx: Context, urls: int, work: Path) -> dict[str, Any]:
+    """The crawler alone, on hubs that lead to `urls` URLs: peak memory with a big frontier."""
+    start, fetch = site.generate_frontier(ctx.root, urls)
+    work.mkdir(parents=True)
+    seeds = work / "seeds.txt"
+    seeds.write_text(ctx.origin + start + "\n", encoding="utf-8")
+    # a little past the hubs: leaves leased while the last hubs are in flight answer 404
+    max_pages = fetch + 256
+    crawl = str(Path(ctx.python).with_name("crawl"))
+    row = _measured([crawl, str(seeds), "--out", str(work / "out"), "--job", JOB, "--fresh",
+                     "--no-progress", "-q", "--max-pages", str(max_pages)], work)
+    row["max_pages"] = max_pages
+    if row["returncode"] != 0:
+        row["discovered"] = 0
+        row["stderr_tail"] = (work / "stderr.txt").read_text(errors="replace")[-1500:]
+        return row
+    stats = read_stats(work / "out" / JOB)
+    row["discovered"] = stats["pages"] + stats["errors"] + stats["frontier_left"]
+    row["pages"] = stats["pages"]
+    row["loop_lag_p99_ms"] = stats["loop_lag_ms"]["p99"]
+    return row
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--pages", type=int, default=10_000, help="pages of the site (N)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
+    parser.add_argument("--frontier", type=int, default=1_000_000,
+                        help="URLs the frontier run discovers (0: no frontier run)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help=f"comma-separated, of {', '.join(CONTENDERS)}")
+    parser.add_argument("--seed", type=int, default=1, help="the site generator's seed")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the site and the outputs")
+    args = parser.parse_args(argv)
+    unknown = set(args.contenders.split(",")) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}; known: {', '.join(CONTENDERS)}")
+    if args.pages < site.MIN_PAGES or args.repeat < 1 or args.frontier < 0:
+        parser.error(f"need --pages >= {site.MIN_PAGES}, --repeat >= 1, --frontier >= 0")
+    return args
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    names = args.contenders.split(",")
+    port = free_port()
+    root = tmp / "site"
+    _log(f"generating {args.pages} pages (seed {args.seed}) in {root}")
+    manifest = site.generate(root, args.pages, port, args.seed)
+    server = Nginx(root, port, tmp / "nginx")
+    server.start()
+    ctx = Context(root, server.origin, manifest)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    frontier = None
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+    try:
+        for repeat in range(1, args.repeat + 1):
+            for name in names:
+                work = tmp / f"{name}-{repeat}"
+                row = run_one(ctx, CONTENDERS[name], work, server)
+                runs[name].append(row)
+                _log(f"[{repeat}/{args.repeat}] {name}: {row['found']}/{row['expected']} pages, "
+                     f"{row['wall_s']:.1f} s, {row['pages_per_s']:.1f} pages/s, "
+                     f"{row['peak_rss_mb']:.0f} MB, CPU {row['cpu_pct']:.0f}%")
+                if not args.keep:
+                    shutil.rmtree(work, ignore_errors=True)
+        if args.frontier:
+            _log(f"frontier run: discovering {args.frontier:,} URLs")
+            frontier = run_frontier(ctx, args.frontier, tmp / "frontier")
+            _log(f"frontier: {frontier['discovered']:,} URLs, peak RSS "
+                 f"{frontier['peak_rss_mb']:.0f} MB, {frontier['wall_s']:.1f} s")
+    finally:
+        server.stop()
+    medians = {name: report.summarize(rows) for name, rows in runs.items()}
+    report.add_ratios(medians)
+    return {
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": report.machine(),
+        "load_average_before": load_before,
+        "params": {"pages": args.pages, "repeat": args.repeat, "seed": args.seed,
+                   "frontier": args.frontier, "contenders": names,
+                   "site_bytes": sum(f.stat().st_size for f in root.rglob("*.html"))},
+        "medians": medians,
+        "frontier": frontier,
+        "targets": report.targets(medians, frontier),
+        "runs": runs,
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: nginx is stopped and the temporary folder removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    tmp = Path(tempfile.mkdtemp(prefix="crawl-bench-"))
+    tmp.chmod(0o755)  # nginx's worker (user nobody, when started by root) reads the site
+    start = time.monotonic()
+    try:
+        results = bench(args, tmp)
+    except RuntimeError as exc:
+        _log(f"bench: {exc}")
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    results["bench_s"] = round(time.monotonic() - start, 1)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    m = results["machine"]
+    print(f"\n{args.pages:,} pages, medians of {args.repeat} runs; {m['cores']} cores "
+          f"({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, Scrapy {m['scrapy']}, "
+          f"{m['nginx']}\n")
+    print(report.table(results["medians"]))
+    print()
+    print(report.targets_text(results["targets"]))
+    print(f"\nresults: {args.results}" + (f"; kept {tmp}" if args.keep else ""))
+    failed = sum(row["failed"] for row in results["medians"].values())
+    frontier_failed = results["frontier"] is not None and results["frontier"]["returncode"]
+    return 1 if failed or frontier_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,126 @@
+"""The contenders: how to start each one on the site, and how to count what it found."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urlsplit
+
+from crawler.reader import read_pages, read_stats
+
+from .site import Manifest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRAPY_PYTHON = REPO / "bench" / ".venv-scrapy" / "bin" / "python"
+JOB = "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The site every contender is run against."""
+
+    root: Path
+    origin: str
+    manifest: Manifest
+    python: str = sys.executable  # the project's environment: crawl, aiohttp, bs4, lxml
+
+    @property
+    def start(self) -> str:
+        return self.origin + "/"
+
+
+@dataclass(slots=True)
+class Found:
+    """What a run found: expected pages fetched with status 200, and figures of its own."""
+
+    pages: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    name: str
+    label: str
+    command: Callable[[Context, Path], list[str]]
+    found: Callable[[Context, Path], Found]
+
+
+def count_found(ctx: Context, records: Iterable[dict[str, Any]]) -> int:
+    """Expected paths recorded with status 200, each once, whatever the spelling of its URL."""
+    expected = set(ctx.manifest.expected)
+    got = set()
+    for record in records:
+        if record.get("status") == 200:
+            got.add(urlsplit(urldefrag(str(record["url"]))[0]).path or "/")
+    return len(got & expected)
+
+
+def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _crawler_command(ctx: Context, work: Path) -> list[str]:
+    seeds = work / "seeds.txt"
+    seeds.write_text(ctx.start + "\n", encoding="utf-8")
+    crawl = str(Path(ctx.python).with_name("crawl"))
+    return [crawl, str(seeds), "--out", str(work / "out"), "--job", JOB, "--fresh",
+            "--no-progress", "-q"]
+
+
+def _crawler_found(ctx: Context, work: Path) -> Found:
+    job = work / "out" / JOB
+    stats = read_stats(job)
+    info = {"loop_lag_p99_ms": stats["loop_lag_ms"]["p99"],
+            "loop_lag_max_ms": stats["loop_lag_ms"]["max"],
+            "process_pool_busy_s": stats["process_pool"]["busy_s"],
+            "thread_pool_busy_s": stats["thread_pool"]["busy_s"],
+            "stats_pages_per_s": stats["pages_per_s"]}
+    return Found(count_found(ctx, read_pages(job)), info)
+
+
+def _items_found(ctx: Context, work: Path) -> Found:
+    return Found(count_found(ctx, _jsonl(work / "items.jsonl")))
+
+
+def _scrapy_command(ctx: Context, work: Path) -> list[str]:
+    if not SCRAPY_PYTHON.exists():
+        raise RuntimeError(f"{SCRAPY_PYTHON} is missing: `make bench` installs Scrapy there")
+    return [str(SCRAPY_PYTHON), "-m", "scrapy", "runspider",
+            str(REPO / "bench" / "scrapy_spider.py"), "-a", f"start={ctx.start}",
+            "-O", str(work / "items.jsonl")]
+
+
+def _naive_command(pool: bool) -> Callable[[Context, Path], list[str]]:
+    def command(ctx: Context, work: Path) -> list[str]:
+        extra = ["--pool"] if pool else []
+        return [ctx.python, "-m", "bench.naive", ctx.start, str(work / "items.jsonl"), *extra]
+
+    return command
+
+
+def _ceiling_command(ctx: Context, work: Path) -> list[str]:
+    return [ctx.python, "-m", "bench.ceiling", str(ctx.root), "2"]
+
+
+def _ceiling_found(ctx: Context, work: Path) -> Found:
+    summary = json.loads((work / "stdout.txt").read_text(encoding="utf-8"))
+    return Found(int(summary["pages"]), {"links": summary["links"]})
+
+
+CONTENDERS = {c.name: c for c in (
+    Contender("crawler", "this crawler (default analysis)", _crawler_command, _crawler_found),
+    Contender("scrapy", "Scrapy, link-following spider", _scrapy_command, _items_found),
+    Contender("naive", "aiohttp + BeautifulSoup, one process", _naive_command(False),
+              _items_found),
+    Contender("naive-pool", "aiohttp + BeautifulSoup + process pool", _naive_command(True),
+              _items_found),
+    Contender("ceiling", "lxml parse + links only, from disk, 2 processes", _ceiling_command,
+              _ceiling_found),
+)}

@@ -1,0 +1,122 @@
+"""`make bench` cannot rot: its site generator, its process-tree measure, and a small full run.
+
+The full run leaves Scrapy out: installing it needs PyPI, and no test may leave the loopback
+network. `make bench` runs it every time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import site
+from bench.contenders import CONTENDERS
+from tests.conftest import ROOT
+
+HREF = re.compile(r'<a href="([^"]*)"')
+
+
+def _pages(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.html"))}
+
+
+def test_site_is_the_same_for_the_same_seed_and_port(tmp_path: Path) -> None:
+    one = site.generate(tmp_path / "a", 40, port=8000, seed=7)
+    two = site.generate(tmp_path / "b", 40, port=8000, seed=7)
+    other = site.generate(tmp_path / "c", 40, port=8000, seed=8)
+    assert one == two
+    assert _pages(tmp_path / "a") == _pages(tmp_path / "b")
+    assert _pages(tmp_path / "a") != _pages(tmp_path / "c")
+    assert other.expected != () and len(other.expected) == 40
+
+
+def test_site_pages_have_the_promised_shape(tmp_path: Path) -> None:
+    manifest = site.generate(tmp_path, 60, port=8123, seed=1)
+    assert (tmp_path / "robots.txt").read_text() == "User-agent: *\nDisallow: /private/\n"
+    assert manifest.expected[0] == "/" and len(set(manifest.expected)) == 60
+    assert not any(p.startswith("/private/") for p in manifest.expected)
+    assert site.Manifest.load(tmp_path) == manifest
+    hrefs: list[str] = []
+    for name, body in _pages(tmp_path).items():
+        found = HREF.findall(body.decode())
+        assert 15_000 <= len(body) <= 60_000, name
+        assert 20 <= len(found) <= 60, name
+        hrefs += found
+    assert any(h.startswith("http://127.0.0.1:8123/") for h in hrefs)  # absolute, on the site
+    assert any(h.startswith("../") for h in hrefs)  # dot segments
+    assert any(re.fullmatch(r"p\d{5}\.html", h) for h in hrefs)  # relative
+    assert any("#" in h and not h.startswith("#") for h in hrefs)  # fragments
+    assert any(h.startswith("#") for h in hrefs)
+    assert any(h.startswith(("https://www.example.com/", "mailto:")) for h in hrefs)
+    assert any(h.startswith("/private/") for h in hrefs)  # links into the disallowed part
+
+
+def test_frontier_site_leads_to_the_number_of_urls_asked(tmp_path: Path) -> None:
+    start, fetch = site.generate_frontier(tmp_path, 1000)
+    folder = tmp_path / site.FRONTIER_DIR
+    hubs = HREF.findall((folder / "index.html").read_text())
+    leaves = [h for hub in hubs for h in HREF.findall((folder / hub).read_text())]
+    assert start == "/frontier/" and fetch == len(hubs) + 1
+    assert len(leaves) == len(set(leaves)) == 1000
+    assert not any((tmp_path / leaf.lstrip("/")).exists() for leaf in leaves)
+
+
+GRANDCHILD = """
+import subprocess, sys
+child = "import time; block = b'x' * (150 * 2**20); time.sleep(1.5)"
+subprocess.run([sys.executable, "-c", child], check=True)
+"""
+ORPHAN = """
+import subprocess, sys
+burn = "import time; sum(i * i for i in range(3_000_000)); time.sleep(0.5)"
+subprocess.Popen([sys.executable, "-c", burn])
+"""
+
+
+def _measure(tmp_path: Path, code: str) -> dict[str, float]:
+    out = tmp_path / "m.json"
+    done = subprocess.run([sys.executable, "-m", "bench.measure", str(out), "--", sys.executable,
+                           "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, float] = json.loads(out.read_text())
+    return result
+
+
+def test_measure_counts_the_memory_of_grandchildren(tmp_path: Path) -> None:
+    result = _measure(tmp_path, GRANDCHILD)
+    assert result["peak_rss_mb"] >= 150
+    assert result["max_processes"] == 2
+
+
+def test_measure_reaps_orphans_and_counts_their_cpu(tmp_path: Path) -> None:
+    result = _measure(tmp_path, ORPHAN)
+    # the orphan's three million squares are CPU time the parent alone never spent
+    assert result["cpu_s"] > 0.1
+
+
+@pytest.mark.slow
+def test_bench_runs_end_to_end(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    names = [n for n in CONTENDERS if n != "scrapy"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--pages", "200", "--repeat", "1", "--frontier", "3000",
+         "--contenders", ",".join(names), "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(results.read_text())
+    assert list(data["medians"]) == names
+    for name, row in data["medians"].items():
+        assert row["found"] == row["expected"] == 200, name
+        assert row["disallowed_fetched"] == 0, name
+        assert row["peak_rss_mb"] > 0 and row["pages_per_s"] > 0, name
+        assert CONTENDERS[name].label in done.stdout
+    assert data["medians"]["ceiling"]["x_ceiling"] == 1.0
+    assert data["medians"]["crawler"]["loop_lag_p99_ms"] is not None
+    assert data["frontier"]["discovered"] >= 3000
+    assert {t["target"] for t in data["targets"]} >= {"loop lag p99 (ms)"}
+    assert data["machine"]["cores"] >= 1
