@@ -35,6 +35,7 @@ from .urls import LinkPolicy, host_of
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
+DRY_LEASE_S = 0.05  # after an empty lease, ask again this soon only if something changed
 
 
 class Engine:
@@ -59,7 +60,9 @@ class Engine:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._buffer: dict[str, deque[Request]] = {}
         self._page_budget = settings.max_pages or None
-        self._host_inflight: dict[str, int] = {}
+        self._host_inflight: dict[str, int] = {}  # requests being fetched, per host
+        self._fetching: set[str] = set()  # the URLs counted there
+        self._dry: tuple[int, frozenset[str], float] | None = None  # the last empty lease
         self._abandoned: list[str] = []
         self._side_tasks: set[asyncio.Task[int]] = set()  # sitemap readers
         self._failure: BaseException | None = None  # of a background task
@@ -126,12 +129,14 @@ class Engine:
         while not self._stop.is_set():
             self._wake.clear()
             buffered = self._buffered()
-            if buffered < self.s.concurrency * 2:
-                skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
+            skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
+            if buffered < self.s.concurrency * 2 and not self._still_dry(skip):
                 leased = await self.frontier.lease(self.s.concurrency * 2 - buffered, skip)
                 for request in leased:
                     self._buffer.setdefault(host_of(request.url), deque()).append(request)
                 idle_leases = 0 if leased else idle_leases + 1
+                self._dry = None if leased else (
+                    self.recorder.commits, frozenset(skip), time.monotonic())
             started = self._start_ready()
             if self.recorder.pending and not self._buffered():
                 await self._flush()  # starved: the links waiting in the batch are the work
@@ -148,6 +153,14 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._next_wake())
 
+    def _still_dry(self, skip: set[str]) -> bool:
+        """Whether a lease now would surely come back empty, as the last one did: nothing was
+        committed since (no new links), no host left the skip list, and it was just now (a
+        shared frontier gains URLs from other workers, and hosts become due)."""
+        dry = self._dry
+        return (dry is not None and dry[0] == self.recorder.commits and skip >= dry[1]
+                and time.monotonic() - dry[2] < DRY_LEASE_S)
+
     def _buffered(self) -> int:
         return sum(len(q) for q in self._buffer.values())
 
@@ -162,6 +175,7 @@ class Engine:
                    and slot.ready_at() <= now):
                 request = queue.popleft()
                 self._host_inflight[host] = self._host_inflight.get(host, 0) + 1
+                self._fetching.add(request.url)
                 self._inflight[request.url] = asyncio.create_task(
                     self._process(request), name=request.url)
                 started += 1
@@ -186,6 +200,7 @@ class Engine:
         self._abandoned = []
         self._inflight.clear()
         self._host_inflight.clear()
+        self._fetching.clear()
         self._buffer.clear()
         if urls:
             await self.frontier.release(urls)
@@ -208,8 +223,15 @@ class Engine:
         finally:
             if self._inflight.get(request.url) is task:
                 del self._inflight[request.url]
-                host = host_of(request.url)
-                self._host_inflight[host] -= 1
+                self._fetched(request)
+            self._wake.set()
+
+    def _fetched(self, request: Request) -> None:
+        """The request is over: its host may take another while this page is parsed (the
+        per-host limit counts requests, the global one every URL in the works)."""
+        if request.url in self._fetching:
+            self._fetching.discard(request.url)
+            self._host_inflight[host_of(request.url)] -= 1
             self._wake.set()
 
     async def _handle(self, request: Request) -> None:
@@ -225,6 +247,8 @@ class Engine:
                 self.stats.count("blocked_private")
             self._fail(request, exc.kind, str(exc), exc.attempts)
             return
+        finally:
+            self._fetched(request)
         result: ParseResult | ParseFailed | None = None
         if response.status != 304:
             ctype, charset = content_type(response.headers.get("content-type"))

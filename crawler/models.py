@@ -60,6 +60,11 @@ class Link:
     nofollow: bool
     refused: str | None = None  # None, or a reason: "scope", "deny", "length", "scheme", ...
 
+    def __reduce__(self) -> tuple[type[Link], tuple[str, str, bool, str | None]]:
+        # pages carry dozens of links back from the parse processes: rebuilt through
+        # __init__, not the slots dataclass's __setstate__ (which calls fields() each time)
+        return Link, (self.to, self.text, self.nofollow, self.refused)
+
 
 @dataclass(frozen=True, slots=True)
 class ParseResult:

@@ -62,6 +62,7 @@ class Recorder:
         self._pending: list[Finished] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.commits = 0  # batches made durable by this invocation
         self._failed: BaseException | None = None
 
     def add(self, finished: Finished) -> bool:
@@ -124,6 +125,7 @@ class Recorder:
             journal.totals = self._stats.totals()
             failpoints.reach("before-commit")
             await self._frontier.commit(journal)
+            self.commits += 1
             failpoints.reach("after-commit")
             await self._files.write(data)
             failpoints.reach("after-write")
