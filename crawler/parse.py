@@ -15,7 +15,6 @@ from typing import Any
 
 # lxml ships no type information and lxml-stubs is not a dependency: its objects are Any here
 import lxml.etree as etree  # type: ignore[import-untyped]
-import lxml.html  # type: ignore[import-untyped]
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from .models import Link, ParseInput, ParseResult
@@ -59,7 +58,11 @@ _digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
 # huge_tree: libxml2 otherwise halts at nesting depth 256 and drops the rest of a page of
 # unclosed tags; the body is bounded by max_bytes and the HTML parser expands no entities.
-_HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
+# A plain etree parser, not lxml.html's: lxml.html calls back into Python for the class of
+# every element proxy it makes, which costs as much as the parse itself.
+_HTML_PARSER = etree.HTMLParser(encoding="utf-8", huge_tree=True)
+_URLS_MAX = 1 << 16  # resolved links a parse process keeps; sites repeat their links
+_urls: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Page:
     status: int
     headers: dict[str, str]
     html: str  # the decoded text
-    tree: Any  # the lxml.html root element
+    tree: Any  # the lxml root element (lxml.etree, HTML parser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,9 @@ def _collapse(text: str | None) -> str | None:
 
 
 def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseResult:
-    root = lxml.html.document_fromstring(text.encode("utf-8", "replace"), parser=_HTML_PARSER)
+    root = etree.fromstring(text.encode("utf-8", "replace"), parser=_HTML_PARSER)
+    if root is None:
+        raise etree.ParserError("Document is empty")
     # tag-filtered iteration runs in C; the equivalent XPath costs as much as the parse itself
     href = next((e.get("href") for e in root.iter("base") if e.get("href") is not None), None)
     base = (normalize(href, inp.url) if href is not None else None) or inp.url
@@ -217,11 +222,11 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
     canonical = next((normalize(link.get("href"), base) for link in root.iter("link")
                       if "canonical" in (link.get("rel") or "").lower().split()
                       and link.get("href")), None)
-    title = next((_collapse(t.text_content()) for t in root.iter("title")
+    title = next((_collapse("".join(t.itertext())) for t in root.iter("title")
                   if next(t.iterancestors("svg"), None) is None), None)
     links, dropped = _links(root, base, robots_nofollow)
-    tokens = _WORD.findall(_visible_text(root).lower())
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
+    tokens = _WORD.findall(_visible_text(root).lower())  # last: it takes the tree apart
     return ParseResult(
         sha256=digest, is_html=True, title=title,
         description=description, lang=_collapse(root.get("lang") or root.get("xml:lang")),
@@ -230,7 +235,7 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
 
 
 def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:
-    policy, limit = _config.policy, _config.max_links
+    limit = _config.max_links
     links: list[Link] = []
     dropped = 0
     resolved: dict[str, tuple[str | None, str | None]] = {}  # href -> (url, refusal)
@@ -240,46 +245,56 @@ def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:
             continue
         known = resolved.get(href)
         if known is None:
-            url = normalize(href, base)
             if len(links) >= limit:  # past the cap: counted, neither kept nor remembered
-                dropped += url is not None
+                dropped += normalize(href, base) is not None
                 continue
-            refused = policy.refusal(url) if policy is not None and url is not None else None
-            known = resolved[href] = (url, refused)
+            known = resolved[href] = _resolve(href, base)
         url, refused = known
         if url is None:
             continue
         if len(links) >= limit:
             dropped += 1
             continue
-        raw = element.get("alt") if element.tag == "area" else element.text_content()
+        raw = element.get("alt") if element.tag == "area" else "".join(element.itertext())
         text = " ".join((raw or "").split())[:_ANCHOR_MAX].rstrip()
         nofollow = page_nofollow or "nofollow" in (element.get("rel") or "").lower().split()
         links.append(Link(to=url, text=text, nofollow=nofollow, refused=refused))
     return links, dropped
 
 
+def _resolve(href: str, base: str) -> tuple[str | None, str | None]:
+    """A link's normalized URL and the policy's refusal, remembered across pages: navigation
+    and absolute links recur on every page of a site. A link that is absolute or starts with
+    one `/` depends only on the base's origin, any other on the whole base."""
+    if href[:6].lower().startswith(("http:", "https:")):
+        key = (href, "")
+    elif href.startswith("/") and not href.startswith("//"):
+        cut = base.find("/", base.find("//") + 2)
+        key = (href, base if cut < 0 else base[:cut])
+    else:
+        key = (href, base)
+    known = _urls.get(key)
+    if known is None:
+        url = normalize(href, base)
+        policy = _config.policy
+        known = (url, policy.refusal(url) if policy is not None and url is not None else None)
+        if len(_urls) >= _URLS_MAX:
+            _urls.clear()  # bounded: a long crawl must not grow a process without end
+        _urls[key] = known
+    return known
+
+
 def _visible_text(root: Any) -> str:
-    """The text a reader sees: no script, style, head or comments; blocks kept apart."""
-    parts: list[str] = []
-    hidden = 0  # depth inside elements whose text is not shown
-    for event, element in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
-        tag = element.tag
-        if event == "start":
-            if tag in _HIDDEN:
-                hidden += 1
-            elif not hidden:
-                if tag not in _INLINE:
-                    parts.append(" ")
-                parts.append(element.text or "")
-            continue
-        if event == "end" and tag in _HIDDEN:
-            hidden -= 1
-        if not hidden:  # an element's tail lies outside it; a comment's text is not shown
-            if event == "end" and tag not in _INLINE:
-                parts.append(" ")
-            parts.append(element.tail or "")
-    return "".join(parts)
+    """The text a reader sees: no script, style, head or comments; blocks kept apart.
+
+    Done by lxml in C, on the tree it then leaves changed: hidden elements and comments go
+    (their tails stay), inline tags are dissolved into their text ("<b>H</b>ello" is one
+    word), and what is left is blocks, whose text pieces are joined with spaces.
+    """
+    etree.strip_elements(root, *_HIDDEN, etree.Comment, etree.ProcessingInstruction,
+                         with_tail=False)
+    etree.strip_tags(root, *_INLINE)
+    return " ".join(root.itertext())
 
 
 def _describe(name: str, exc: BaseException) -> str:
