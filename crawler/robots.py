@@ -58,6 +58,12 @@ def rules_from(status: int, body: bytes, user_agent: str) -> RobotsRules:
 
 
 def origin_of(url: str) -> str:
+    """`scheme://authority` of an absolute URL. Asked for every link of every page, so a
+    normalized URL (which always has a path) is cut at its first `/` after the `//`."""
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    if start > 1 and end > 0 and not any(c in url[start:end] for c in "?#\\@"):
+        return url[:end]
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
