@@ -74,6 +74,13 @@ def _crawler_command(ctx: Context, work: Path) -> list[str]:
             "--no-progress", "-q"]
 
 
+def _fleet_command(ctx: Context, work: Path) -> list[str]:
+    """Two workers on one machine sharing a Redis frontier (no --fresh: the server is new,
+    and a worker's --fresh would wipe the run the other has started)."""
+    command = [c for c in _crawler_command(ctx, work) if c != "--fresh"]
+    return [ctx.python, "-m", "bench.fleet", "2", *command]
+
+
 def _crawler_found(ctx: Context, work: Path) -> Found:
     job = work / "out" / JOB
     stats = read_stats(job)
@@ -116,6 +123,8 @@ def _ceiling_found(ctx: Context, work: Path) -> Found:
 
 CONTENDERS = {c.name: c for c in (
     Contender("crawler", "this crawler (default analysis)", _crawler_command, _crawler_found),
+    Contender("crawler-redis", "this crawler, 2 workers sharing a Redis frontier",
+              _fleet_command, _crawler_found),
     Contender("scrapy", "Scrapy, link-following spider", _scrapy_command, _items_found),
     Contender("naive", "aiohttp + BeautifulSoup, one process", _naive_command(False),
               _items_found),

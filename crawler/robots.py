@@ -62,8 +62,10 @@ def origin_of(url: str) -> str:
     normalized URL (which always has a path) is cut at its first `/` after the `//`."""
     start = url.find("//") + 2
     end = url.find("/", start)
-    if start > 1 and end > 0 and not any(c in url[start:end] for c in "?#\\@"):
-        return url[:end]
+    if start > 1 and end > 0:
+        authority = url[start:end]
+        if "?" not in authority and "#" not in authority and "@" not in authority:
+            return url[:end]
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 

@@ -228,6 +228,7 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # asked before every request; hosts have few addresses
 def address_class(ip: str) -> str:
     """Say where an address lies so links from public pages cannot reach inner networks.
 
