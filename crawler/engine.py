@@ -166,6 +166,8 @@ class Engine:
 
     def _start_ready(self) -> int:
         started = 0
+        if self.recorder.full:
+            return 0  # backpressure: the flush that drains it wakes the dispatcher
         now = time.monotonic()
         for host in list(self._buffer):
             queue = self._buffer[host]

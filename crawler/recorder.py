@@ -37,6 +37,7 @@ from .stats import Stats
 from .warc import WarcFile
 
 FLUSH_BATCH = 256  # outcomes that make a flush due before its timer
+BACKLOG_MAX = 4 * FLUSH_BATCH  # outcomes waiting past which the engine starts no new URL
 
 
 @dataclass(slots=True)
@@ -73,6 +74,12 @@ class Recorder:
     @property
     def pending(self) -> bool:
         return bool(self._pending)
+
+    @property
+    def full(self) -> bool:
+        """Outcomes are waiting faster than they are made durable (a slow disk): the engine
+        starts no new URL until a flush drains them, so memory does not grow with the lag."""
+        return len(self._pending) >= BACKLOG_MAX
 
     async def flush(self) -> None:
         """Make what is pending durable. A caller that is cancelled (a stop) does not cancel
