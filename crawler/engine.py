@@ -128,6 +128,8 @@ class Engine:
         idle_leases = 0
         while not self._stop.is_set():
             self._wake.clear()
+            if self.recorder.due:
+                await self._flush()  # before the timer: a big batch costs memory while it waits
             buffered = self._buffered()
             skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
             if buffered < self.s.concurrency * 2 and not self._still_dry(skip):

@@ -61,7 +61,7 @@ _digests: dict[str, bytes] = {}
 # A plain etree parser, not lxml.html's: lxml.html calls back into Python for the class of
 # every element proxy it makes, which costs as much as the parse itself.
 _HTML_PARSER = etree.HTMLParser(encoding="utf-8", huge_tree=True)
-_URLS_MAX = 1 << 16  # resolved links a parse process keeps; sites repeat their links
+_URLS_MAX = 1 << 13  # resolved links a parse process keeps; sites repeat their links
 _urls: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 
 
@@ -263,24 +263,26 @@ def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:
 
 
 def _resolve(href: str, base: str) -> tuple[str | None, str | None]:
-    """A link's normalized URL and the policy's refusal, remembered across pages: navigation
-    and absolute links recur on every page of a site. A link that is absolute or starts with
-    one `/` depends only on the base's origin, any other on the whole base."""
+    """A link's normalized URL and the policy's refusal. Navigation and absolute links recur
+    on every page of a site, so those are remembered across pages: a link that is absolute,
+    or starts with one `/`, depends only on the base's origin (any other, on the whole base,
+    recurs on no other page)."""
     if href[:6].lower().startswith(("http:", "https:")):
-        key = (href, "")
+        key: tuple[str, str] | None = (href, "")
     elif href.startswith("/") and not href.startswith("//"):
         cut = base.find("/", base.find("//") + 2)
         key = (href, base if cut < 0 else base[:cut])
     else:
-        key = (href, base)
-    known = _urls.get(key)
+        key = None
+    known = _urls.get(key) if key is not None else None
     if known is None:
         url = normalize(href, base)
         policy = _config.policy
         known = (url, policy.refusal(url) if policy is not None and url is not None else None)
-        if len(_urls) >= _URLS_MAX:
-            _urls.clear()  # bounded: a long crawl must not grow a process without end
-        _urls[key] = known
+        if key is not None:
+            if len(_urls) >= _URLS_MAX:
+                _urls.clear()  # bounded: a long crawl must not grow a process without end
+            _urls[key] = known
     return known
 
 

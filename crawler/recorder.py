@@ -37,7 +37,8 @@ from .stats import Stats
 from .warc import WarcFile
 
 FLUSH_BATCH = 256  # outcomes that make a flush due before its timer
-BACKLOG_MAX = 4 * FLUSH_BATCH  # outcomes waiting past which the engine starts no new URL
+FLUSH_LINKS = 16_384  # links that do the same: hub pages carry thousands each
+BACKLOG = 4  # flushes' worth waiting, past which the engine starts no new URL
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class Recorder:
         self._threads = threads
         self._stats = stats
         self._pending: list[Finished] = []
+        self._links = 0  # links and candidates of the pending outcomes
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.commits = 0  # batches made durable by this invocation
@@ -69,7 +71,13 @@ class Recorder:
     def add(self, finished: Finished) -> bool:
         """Queue one outcome; True when enough are waiting that a flush is due."""
         self._pending.append(finished)
-        return len(self._pending) >= FLUSH_BATCH
+        self._links += len(finished.links) + len(finished.outcome.candidates)
+        return self.due
+
+    @property
+    def due(self) -> bool:
+        """Enough is waiting for a flush before the timer's."""
+        return len(self._pending) >= FLUSH_BATCH or self._links >= FLUSH_LINKS
 
     @property
     def pending(self) -> bool:
@@ -77,9 +85,10 @@ class Recorder:
 
     @property
     def full(self) -> bool:
-        """Outcomes are waiting faster than they are made durable (a slow disk): the engine
-        starts no new URL until a flush drains them, so memory does not grow with the lag."""
-        return len(self._pending) >= BACKLOG_MAX
+        """Outcomes are waiting faster than they are made durable (a slow disk, pages with
+        thousands of links): the engine starts no new URL until a flush drains them, so
+        memory does not grow with the lag."""
+        return len(self._pending) >= BACKLOG * FLUSH_BATCH or self._links >= BACKLOG * FLUSH_LINKS
 
     async def flush(self) -> None:
         """Make what is pending durable. A caller that is cancelled (a stop) does not cancel
@@ -100,7 +109,7 @@ class Recorder:
         async with self._lock:
             if not self._pending:
                 return
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._links = self._pending, [], 0
             await self._frontier.prepare([f.outcome for f in batch])
             pages: list[Record] = []
             links: list[Record] = []
