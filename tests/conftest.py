@@ -298,6 +298,16 @@ def load_run(out: Path, job: str, run_dir: Path | None = None) -> Run:
                part_files("errors*.jsonl"), stats)
 
 
+def load_checked_run(out: Path, job: str = "seeds") -> Run:
+    """`load_run`, with every page and error record held to the contract's shapes."""
+    run = load_run(out, job)
+    for record in run.pages:
+        assert_page_shape(record)
+    for record in run.errors:
+        assert_error_shape(record)
+    return run
+
+
 # --- record shapes --------------------------------------------------------------------------
 
 

@@ -12,12 +12,10 @@ from tests.conftest import (
     Result,
     Run,
     Site,
-    assert_error_shape,
     assert_no_traceback,
-    assert_page_shape,
     config_file,
     fast,
-    load_run,
+    load_checked_run,
     run_crawl,
     seeds_file,
     wait_until,
@@ -45,12 +43,7 @@ async def crawl(site: Site, tmp_path: Path, *paths: str, fetch_timeout: float = 
     result = await run_crawl(seeds, *fast(out, timeout=fetch_timeout, retries=retries), *extra)
     assert result.returncode == expect, str(result)
     assert_no_traceback(result)
-    run = load_run(out, "seeds")
-    for record in run.pages:
-        assert_page_shape(record)
-    for record in run.errors:
-        assert_error_shape(record)
-    return result, run
+    return result, load_checked_run(out)
 
 
 # --- robots.txt -----------------------------------------------------------------------------

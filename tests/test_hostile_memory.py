@@ -12,11 +12,9 @@ import pytest
 from tests.conftest import (
     CRAWL,
     Site,
-    assert_error_shape,
     assert_no_traceback,
-    assert_page_shape,
     fast,
-    load_run,
+    load_checked_run,
     seeds_file,
     start_crawl,
 )
@@ -56,11 +54,7 @@ async def test_peak_memory_stays_under_300_mb_through_bombs_and_giant_pages(
     result = await crawl.wait()
     assert result.returncode == 0, str(result)
     assert_no_traceback(result)
-    run = load_run(out, "seeds")
-    for record in run.pages:
-        assert_page_shape(record)
-    for record in run.errors:
-        assert_error_shape(record)
+    run = load_checked_run(out)
 
     peak_mib, tree_mib = int(peak_file.read_text()) / 1024, tree_peak / 1024
     print(f"peak RSS of one process: {peak_mib:.0f} MiB; of the tree at once (PSS, sampled "
