@@ -298,6 +298,18 @@ def load_run(out: Path, job: str, run_dir: Path | None = None) -> Run:
                part_files("errors*.jsonl"), stats)
 
 
+def complete_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """What a reader finds in these part files right now, a crawl still writing or killed:
+    every complete line (a torn last one is skipped, as the resuming run cuts it)."""
+    records = []
+    for path in paths:
+        if path.exists():
+            for line in path.read_bytes().split(b"\n"):
+                with contextlib.suppress(ValueError):
+                    records.append(json.loads(line))
+    return records
+
+
 def load_checked_run(out: Path, job: str = "seeds") -> Run:
     """`load_run`, with every page and error record held to the contract's shapes."""
     run = load_run(out, job)

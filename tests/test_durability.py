@@ -30,6 +30,7 @@ from crawler.sinks import repair, replay
 from tests.conftest import (
     Crawl,
     assert_no_traceback,
+    complete_records,
     config_file,
     crawl_env,
     fast,
@@ -125,13 +126,7 @@ def _args(tree: Tree, tmp_path: Path, *extra: str) -> list[str | Path]:
 
 
 def _complete_records(out: Path, kind: str) -> list[dict[str, Any]]:
-    """What a reader finds right now: every complete line (a torn last one is skipped)."""
-    records = []
-    for path in sorted((out / "seeds" / "runs").glob(f"*/{kind}*.jsonl")):
-        for line in path.read_bytes().split(b"\n"):
-            with contextlib.suppress(ValueError):
-                records.append(json.loads(line))
-    return records
+    return complete_records(sorted((out / "seeds" / "runs").glob(f"*/{kind}*.jsonl")))
 
 
 @dataclass

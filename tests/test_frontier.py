@@ -386,3 +386,25 @@ def test_released_lock_can_be_taken_again(tmp_path: Path) -> None:
     second = JobLock(tmp_path / "lock")
     second.acquire()
     second.release()
+
+
+async def test_pending_kept_in_memory_matches_the_table_through_every_move(job: Job) -> None:
+    def unfinished() -> int:
+        return sum(state in (QUEUED, LEASED) for state in job.states().values())
+
+    frontier = await job.open([A, B])
+    assert await frontier.pending() == unfinished() == 2
+    a, b = await frontier.lease(2, ())
+    await frontier.prepare([done(a, "http://a.test/1", "http://a.test/2", A),
+                            Outcome(request=b, state="failed")])
+    await frontier.commit(Journal())
+    assert await frontier.pending() == unfinished() == 2
+    leased = await frontier.lease(1, ())
+    await frontier.release([r.url for r in leased])
+    await frontier.prepare([Outcome(request=None, state="admit",
+                                    candidates=[Candidate("http://a.test/3", 1, A)])])
+    await frontier.commit(Journal())
+    assert await frontier.pending() == unfinished() == 3
+    await frontier.close()
+    again = await job.open(["http://c.test/"])
+    assert await again.pending() == unfinished() == 4

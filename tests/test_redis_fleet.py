@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import signal
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from tests.conftest import (
     Crawl,
     RedisServer,
     assert_no_traceback,
+    complete_records,
     config_file,
     fast,
     load_run,
@@ -43,17 +43,8 @@ def _args(site: Tree, tmp_path: Path, redis_url: str, lease_timeout: float,
             "--frontier", redis_url, "--config", config, *extra]
 
 
-def _lines(path: Path) -> list[dict[str, Any]]:
-    records = []
-    if path.exists():
-        for line in path.read_bytes().split(b"\n"):
-            with contextlib.suppress(ValueError):
-                records.append(json.loads(line))
-    return records
-
-
 def _part(out: Path, kind: str, worker: str) -> list[dict[str, Any]]:
-    return [r for f in (out / JOB / "runs").glob(f"*/{kind}-{worker}.jsonl") for r in _lines(f)]
+    return complete_records((out / JOB / "runs").glob(f"*/{kind}-{worker}.jsonl"))
 
 
 async def _reset(redis_url: str) -> None:
@@ -197,4 +188,4 @@ async def test_redis_gone_for_good_ends_the_worker_with_a_clear_error(
 
 
 def _all(out: Path, kind: str) -> list[dict[str, Any]]:
-    return [r for f in (out / JOB / "runs").glob(f"*/{kind}*.jsonl") for r in _lines(f)]
+    return complete_records((out / JOB / "runs").glob(f"*/{kind}*.jsonl"))
