@@ -12,14 +12,14 @@ FRONTIER ?= 1000000
 SCRAPY   := bench/.venv-scrapy
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
-# $(call apt,COMMAND,PACKAGES,WHY): install Debian packages when COMMAND is not on this machine
-apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || { \
+# $(call apt,COMMAND,PACKAGES,WHY): install Debian packages when COMMAND (or a file they ship) is missing
+apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -e $(1) || { \
 	echo "installing Debian's $(2) $(3)"; \
 	$(SUDO) apt-get update -qq && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends $(2) >/dev/null; }
 
-.PHONY: install browser redis nginx test screenshot crawl demo bench lint clean
+.PHONY: install browser redis nginx docs test screenshot crawl demo bench lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -43,12 +43,17 @@ redis:
 nginx:
 	$(call apt,nginx,nginx,for the bench)
 
+# real markup for the tests: Django's documentation (Debian's python-django-doc, ~700 pages),
+# served by nginx from /usr/share/doc (tests/conftest.py: doc_site)
+docs:
+	$(call apt,/usr/share/doc/python-django-doc/html/index.html,python-django-doc,for the real-markup tests)
+
 $(SCRAPY)/.installed: bench/requirements-scrapy.txt
 	test -x $(SCRAPY)/bin/python || $(PYTHON) -m venv $(SCRAPY)
 	$(SCRAPY)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-test: install browser redis nginx
+test: install browser redis nginx docs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report

@@ -459,3 +459,47 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterable[RedisServ
         yield server
     finally:
         server.stop()
+
+
+DOC_ROOT = Path("/usr/share/doc/python-django-doc/html")
+
+
+class DocSite:
+    """Django's documentation (Debian's python-django-doc) served by nginx on loopback.
+
+    Real markup, written by people for browsers: the corpus for tests of link resolution,
+    near-duplicates and main-content extraction. `make docs` (a prerequisite of `make test`)
+    installs the package; a machine without it fails here with a message, never a skip.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self.root = DOC_ROOT
+        self.origin = server.origin
+
+    def url(self, path: str = "/") -> str:
+        return self.origin + (path if path.startswith("/") else "/" + path)
+
+    def log_size(self) -> int:
+        return int(self._server.log_size())
+
+    def requests_since(self, offset: int) -> list[tuple[str, int]]:
+        """(request URI, status) of each request nginx logged after byte `offset` of its log."""
+        return list(self._server.requests_since(offset))
+
+
+@pytest.fixture(scope="session")
+def doc_site(tmp_path_factory: pytest.TempPathFactory) -> Iterable[DocSite]:
+    """One nginx for the session serving the documentation, stopped at its end."""
+    from bench.nginx import Nginx
+
+    if not (DOC_ROOT / "index.html").is_file():
+        pytest.fail(f"{DOC_ROOT} is missing: run `make test`, which installs python-django-doc")
+    prefix = tmp_path_factory.mktemp("nginx-docs")
+    prefix.chmod(0o755)  # nginx's worker (user nobody, when started by root) writes its temp dirs
+    server = Nginx(DOC_ROOT, free_port(), prefix)
+    server.start()
+    try:
+        yield DocSite(server)
+    finally:
+        server.stop()
