@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -416,14 +416,18 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: Any = None
+        self.extra: list[str] = []
 
-    def start(self) -> None:
+    def start(self, extra: Sequence[str] = ()) -> None:
+        """Start (or restart, with the same `extra` arguments) the server on its port."""
         import redis
 
+        if extra:
+            self.extra = list(extra)
         self.proc = self._subprocess.Popen(
             [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-             "--protected-mode", "no"],
+             "--protected-mode", "no", *self.extra],
             stdout=self._subprocess.DEVNULL, stderr=self._subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port)
         deadline = time.monotonic() + 10
@@ -503,3 +507,64 @@ def doc_site(tmp_path_factory: pytest.TempPathFactory) -> Iterable[DocSite]:
         yield DocSite(server)
     finally:
         server.stop()
+
+
+class RedisCluster:
+    """A Redis Cluster of three masters on 127.0.0.1, each a `redis-server` child in `folder`.
+
+    Started as an operator would: three `--cluster-enabled yes` servers with append-only files,
+    joined with `redis-cli --cluster create` (no replicas), the hash slots split evenly.
+    `url` names every node (`redis-cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`).
+    """
+
+    MASTERS = 3
+
+    def __init__(self, folder: Path) -> None:
+        import shutil
+
+        self.folder = folder
+        self.cli = shutil.which("redis-cli")
+        self.nodes = [RedisServer(folder / f"node{i}") for i in range(self.MASTERS)]
+        if self.cli is None:
+            pytest.fail("redis-cli is not installed: run `make test`, which installs it")
+        self.url = "redis-cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        import subprocess
+
+        for node in self.nodes:
+            node.folder.mkdir(parents=True, exist_ok=True)
+            node.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "2000"])
+        subprocess.run(
+            [str(self.cli), "--cluster", "create",
+             *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        deadline = time.monotonic() + 15
+        while not all(self.cluster_ok(n) for n in self.nodes):
+            if time.monotonic() > deadline:
+                pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+
+    def cluster_ok(self, node: RedisServer) -> bool:
+        import subprocess
+
+        info = subprocess.run([str(self.cli), "-p", str(node.port), "cluster", "info"],
+                              capture_output=True, text=True, timeout=10).stdout
+        return "cluster_state:ok" in info
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterable[RedisCluster]:
+    """One three-master Redis Cluster for the session, stopped at its end, failed or not."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
