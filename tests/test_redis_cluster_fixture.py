@@ -22,5 +22,5 @@ def test_cluster_has_three_masters_sharing_the_slots(redis_cluster: RedisCluster
     finally:
         client.close()
     for n in redis_cluster.nodes:
-        with redis.Redis(port=n.port) as one:
+        with redis.Redis(host="127.0.0.1", port=n.port) as one:
             assert one.cluster("info")["cluster_state"] == "ok"
