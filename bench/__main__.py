@@ -100,61 +100,81 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, of {', '.join(CONTENDERS)}")
     parser.add_argument("--seed", type=int, default=1, help="the site generator's seed")
+    parser.add_argument("--sites", default=",".join(site.PROFILES),
+                        help=f"comma-separated site profiles, of {', '.join(site.PROFILES)}")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the site and the outputs")
     args = parser.parse_args(argv)
     unknown = set(args.contenders.split(",")) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}; known: {', '.join(CONTENDERS)}")
+    bad = set(args.sites.split(",")) - set(site.PROFILES)
+    if bad:
+        parser.error(f"unknown site profiles {sorted(bad)}; known: {', '.join(site.PROFILES)}")
     if args.pages < site.MIN_PAGES or args.repeat < 1 or args.frontier < 0:
         parser.error(f"need --pages >= {site.MIN_PAGES}, --repeat >= 1, --frontier >= 0")
     return args
 
 
-def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_site(args: argparse.Namespace, profile: str, tmp: Path,
+             frontier_urls: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Every contender, `args.repeat` times interleaved, on one generated site of `profile`;
+    then, when `frontier_urls`, the frontier run on the same server."""
     names = args.contenders.split(",")
     port = free_port()
-    root = tmp / "site"
-    _log(f"generating {args.pages} pages (seed {args.seed}) in {root}")
-    manifest = site.generate(root, args.pages, port, args.seed)
-    server = Nginx(root, port, tmp / "nginx")
+    root = tmp / profile / "site"
+    _log(f"generating {args.pages} pages of the {profile!r} profile (seed {args.seed}) in {root}")
+    manifest = site.generate(root, args.pages, port, args.seed, profile)
+    server = Nginx(root, port, tmp / profile / "nginx")
     server.start()
     ctx = Context(root, server.origin, manifest)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     frontier = None
-    started = datetime.now(UTC)
-    load_before = os.getloadavg()
     try:
         for repeat in range(1, args.repeat + 1):
             for name in names:
-                work = tmp / f"{name}-{repeat}"
+                work = tmp / profile / f"{name}-{repeat}"
                 row = run_one(ctx, CONTENDERS[name], work, server)
                 runs[name].append(row)
-                _log(f"[{repeat}/{args.repeat}] {name}: {row['found']}/{row['expected']} pages, "
-                     f"{row['wall_s']:.1f} s, {row['pages_per_s']:.1f} pages/s, "
-                     f"{row['peak_rss_mb']:.0f} MB, CPU {row['cpu_pct']:.0f}%")
+                _log(f"[{profile} {repeat}/{args.repeat}] {name}: {row['found']}/"
+                     f"{row['expected']} pages, {row['wall_s']:.1f} s, "
+                     f"{row['pages_per_s']:.1f} pages/s, {row['peak_rss_mb']:.0f} MB, "
+                     f"CPU {row['cpu_pct']:.0f}%")
                 if not args.keep:
                     shutil.rmtree(work, ignore_errors=True)
-        if args.frontier:
-            _log(f"frontier run: discovering {args.frontier:,} URLs")
-            frontier = run_frontier(ctx, args.frontier, tmp / "frontier")
+        if frontier_urls:
+            _log(f"frontier run: discovering {frontier_urls:,} URLs")
+            frontier = run_frontier(ctx, frontier_urls, tmp / "frontier")
             _log(f"frontier: {frontier['discovered']:,} URLs, peak RSS "
                  f"{frontier['peak_rss_mb']:.0f} MB, {frontier['wall_s']:.1f} s")
     finally:
         server.stop()
     medians = {name: report.summarize(rows) for name, rows in runs.items()}
     report.add_ratios(medians)
+    result = {"profile": profile,
+              "site_bytes": sum(f.stat().st_size for f in root.rglob("*.html")),
+              "links_per_page": site.links_per_page(root),
+              "medians": medians, "targets": report.targets(medians, frontier), "runs": runs}
+    return result, frontier
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+    sites: dict[str, Any] = {}
+    frontier = None
+    for i, profile in enumerate(args.sites.split(",")):
+        sites[profile], ran = run_site(args, profile, tmp, args.frontier if i == 0 else 0)
+        frontier = frontier or ran
     return {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": report.machine(),
         "load_average_before": load_before,
         "params": {"pages": args.pages, "repeat": args.repeat, "seed": args.seed,
-                   "frontier": args.frontier, "contenders": names,
-                   "site_bytes": sum(f.stat().st_size for f in root.rglob("*.html"))},
-        "medians": medians,
+                   "frontier": args.frontier, "contenders": args.contenders.split(","),
+                   "sites": list(sites)},
+        "sites": sites,
         "frontier": frontier,
-        "targets": report.targets(medians, frontier),
-        "runs": runs,
     }
 
 
@@ -180,11 +200,16 @@ def main(argv: list[str]) -> int:
     print(f"\n{args.pages:,} pages, medians of {args.repeat} runs; {m['cores']} cores "
           f"({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, Scrapy {m['scrapy']}, "
           f"{m['nginx']}\n")
-    print(report.table(results["medians"]))
-    print()
-    print(report.targets_text(results["targets"]))
-    print(f"\nresults: {args.results}" + (f"; kept {tmp}" if args.keep else ""))
-    failed = sum(row["failed"] for row in results["medians"].values())
+    for profile, one in results["sites"].items():
+        print(f"site {profile!r}: {one['links_per_page']:.0f} links a page, "
+              f"{one['site_bytes'] / 2**20:,.0f} MB of HTML\n")
+        print(report.table(one["medians"]))
+        print()
+        print(report.targets_text(one["targets"]))
+        print()
+    print(f"results: {args.results}" + (f"; kept {tmp}" if args.keep else ""))
+    failed = sum(row["failed"] for one in results["sites"].values()
+                 for row in one["medians"].values())
     frontier_failed = results["frontier"] is not None and results["frontier"]["returncode"]
     return 1 if failed or frontier_failed else 0
 

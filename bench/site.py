@@ -1,17 +1,21 @@
-"""The bench's local sites, generated from a seed: the same N and seed give the same pages.
+"""The bench's local sites, generated from a seed: the same N, seed and profile give the same pages.
 
-The main site has N pages that a polite crawler must find from `/`: a home page, ten section
-indexes, an about page and content pages of 15-60 KB with 20-60 links each (navigation,
-relative, root-relative, absolute and dot-segment links, fragments, links off the site),
-plus a `/private/` section that robots.txt disallows and pages link into. The frontier site
-is a home page linking to hubs whose links lead to URLs that do not exist, so that fetching
-the hubs alone discovers a million URLs.
+A site has N pages that a polite crawler must find from `/`: a home page, ten section
+indexes, an about page and content pages (navigation, relative, root-relative, absolute and
+dot-segment links, fragments, links off the site), plus a `/private/` section that robots.txt
+disallows and pages link into. Two profiles: `mixed` (15-60 KB pages with 20-60 links each
+and a rich vocabulary) and `links` (the link-heavy kind of site: a 20-link navigation bar on
+every page, 20-60 links in the body of which many repeat, about 64 links a page, 8-30 KB, a
+small vocabulary, so most links are known already and the text has few distinct words). The
+frontier site is a home page linking to hubs whose links lead to URLs that do not exist, so
+that fetching the hubs alone discovers a million URLs.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +23,27 @@ from pathlib import Path
 
 SECTIONS = 10
 MIN_PAGES = SECTIONS + 3
-PAGE_BYTES = (15_000, 57_500)  # a last block may add 2.5 KB
-LINKS = (20, 60)
+POPULAR = 8  # content pages the `links` profile's navigation bar names on every page
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The kind of site: page sizes, links per page, navigation, repeats and vocabulary."""
+
+    page_bytes: tuple[int, int]  # a last block may add 2.5 KB
+    links: tuple[int, int]  # <a> elements per page, navigation and "back to top" included
+    popular_in_nav: bool  # the navigation bar also names POPULAR content pages
+    repeat: float  # chance that a body link repeats one the page already has
+    vocabulary: int  # distinct made-up words drawn for the text
+
+
+PROFILES = {
+    "mixed": Profile((15_000, 57_500), (20, 60), False, 0.0, 6000),
+    "links": Profile((8_000, 27_500), (44, 84), True, 0.35, 400),
+}
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
 MANIFEST = "manifest.json"
+_HREF = re.compile(r"<a href=")
 FRONTIER_DIR = "frontier"
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ber", "chal", "dor", "fen",
@@ -46,11 +67,12 @@ class Manifest:
     expected: tuple[str, ...]  # URL paths, "/" first
     private: tuple[str, ...]
     disallowed_prefix: str = "/private/"
+    profile: str = "mixed"
 
     def save(self, root: Path) -> None:
         data = {"pages": self.pages, "seed": self.seed, "port": self.port,
                 "expected": list(self.expected), "private": list(self.private),
-                "disallowed_prefix": self.disallowed_prefix}
+                "disallowed_prefix": self.disallowed_prefix, "profile": self.profile}
         (root / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
 
     @classmethod
@@ -58,7 +80,8 @@ class Manifest:
         data = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
         return cls(pages=data["pages"], seed=data["seed"], port=data["port"],
                    expected=tuple(data["expected"]), private=tuple(data["private"]),
-                   disallowed_prefix=data["disallowed_prefix"])
+                   disallowed_prefix=data["disallowed_prefix"],
+                   profile=data.get("profile", "mixed"))
 
 
 class _Writer:
@@ -68,10 +91,11 @@ class _Writer:
     lists, tables and paragraphs in classed containers, and a JSON-LD block.
     """
 
-    def __init__(self, rng: random.Random, origin: str) -> None:
+    def __init__(self, rng: random.Random, origin: str, vocabulary: int) -> None:
         self.rng = rng
         self.origin = origin
-        words = {"".join(rng.choices(_SYLLABLES, k=rng.randint(1, 4))) for _ in range(6000)}
+        words = {"".join(rng.choices(_SYLLABLES, k=rng.randint(1, 4)))
+                 for _ in range(vocabulary)}
         self.words = sorted(words)
         self.sentences = [self._sentence(rng.randint(8, 30)) for _ in range(3000)]
         self._pending: list[str] = []
@@ -173,27 +197,33 @@ def _spell(rng: random.Random, origin: str, source: str, target: str) -> str:
     return href + fragment
 
 
-def generate(root: Path, pages: int, port: int, seed: int = 1) -> Manifest:
-    """Write the main site under `root` (robots.txt, pages, manifest.json) and describe it."""
+def generate(root: Path, pages: int, port: int, seed: int = 1,
+             profile: str = "mixed") -> Manifest:
+    """Write a site under `root` (robots.txt, pages, manifest.json) and describe it."""
     if pages < MIN_PAGES:
         raise ValueError(f"pages {pages}: the site needs at least {MIN_PAGES}")
+    kind = PROFILES[profile]
     rng = random.Random(seed)
     origin = f"http://127.0.0.1:{port}"
-    writer = _Writer(rng, origin)
+    writer = _Writer(rng, origin, kind.vocabulary)
     content = pages - SECTIONS - 2
     targets = [_content_path(i) for i in range(content)]
     sections = [f"/s{s:02d}/" for s in range(SECTIONS)]
     private = [f"/private/doc{i:04d}.html" for i in range(max(3, pages // 100))]
     nav_hrefs = ["/", *sections, "/about.html"]
+    if kind.popular_in_nav:
+        nav_hrefs += targets[:: max(1, content // POPULAR)][:POPULAR]
     nav = "<nav>" + " ".join(f'<a href="{h}">{writer.anchor()}</a>' for h in nav_hrefs) + "</nav>"
     graph: dict[str, list[str]] = {}
 
     def links_for(path: str, own: list[str]) -> tuple[list[str], list[str]]:
-        want = rng.randint(*LINKS) - len(nav_hrefs) - 1  # less the nav and "back to top"
+        want = rng.randint(*kind.links) - len(nav_hrefs) - 1  # less the nav and "back to top"
         chosen = list(own)
         while len(chosen) < want:
             roll = rng.random()
-            if roll < 0.06:
+            if kind.repeat and chosen and rng.random() < kind.repeat:
+                chosen.append(rng.choice(chosen))
+            elif roll < 0.06:
                 chosen.append(rng.choice(_OFFSITE) + writer.anchor().replace(" ", "-"))
             elif roll < 0.09:
                 chosen.append("#" + rng.choice(("top", "part2", "")))
@@ -208,7 +238,7 @@ def generate(root: Path, pages: int, port: int, seed: int = 1) -> Manifest:
     def emit(path: str, own: list[str]) -> None:
         hrefs, found = links_for(path, own)
         graph[path] = nav_hrefs + found
-        size = rng.randint(*PAGE_BYTES)
+        size = rng.randint(*kind.page_bytes)
         file = root / (path.lstrip("/") + ("index.html" if path.endswith("/") else ""))
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(writer.page(path, nav, hrefs, size), encoding="utf-8")
@@ -226,11 +256,17 @@ def generate(root: Path, pages: int, port: int, seed: int = 1) -> Manifest:
         emit(path, [])
     expected = tuple(_reachable(graph))
     manifest = Manifest(pages=pages, seed=seed, port=port, expected=expected,
-                        private=tuple(private))
+                        private=tuple(private), profile=profile)
     if len(expected) != pages:
         raise AssertionError(f"generator bug: {len(expected)} reachable of {pages}")
     manifest.save(root)
     return manifest
+
+
+def links_per_page(root: Path) -> float:
+    """The mean number of `<a href>` elements of a generated site's pages."""
+    counts = [len(_HREF.findall(p.read_text(encoding="utf-8"))) for p in root.rglob("*.html")]
+    return sum(counts) / len(counts) if counts else 0.0
 
 
 def _reachable(graph: dict[str, list[str]]) -> Iterator[str]:

@@ -56,6 +56,32 @@ def test_site_pages_have_the_promised_shape(tmp_path: Path) -> None:
     assert any(h.startswith("/private/") for h in hrefs)  # links into the disallowed part
 
 
+def test_link_heavy_profile_shares_a_navigation_bar_and_repeats_links(tmp_path: Path) -> None:
+    manifest = site.generate(tmp_path, 300, port=8123, seed=1, profile="links")
+    assert len(manifest.expected) == 300 and manifest.profile == "links"
+    assert site.Manifest.load(tmp_path) == manifest
+    pages = _pages(tmp_path)
+    navs = {re.search(r"<nav>.*?</nav>", body.decode()).group(0)  # type: ignore[union-attr]
+            for body in pages.values()}
+    assert len(navs) == 1 and len(HREF.findall(navs.pop())) == 20
+    counts = [len(HREF.findall(body.decode())) for body in pages.values()]
+    assert 58 <= sum(counts) / len(counts) <= 70  # about 64 links a page
+    repeated = sum(len(set(h)) < len(h) for h in
+                   (HREF.findall(b.decode().split("</nav>", 1)[1]) for b in pages.values()))
+    assert repeated > len(pages) / 2  # most bodies repeat some of their own links
+    site.generate(tmp_path / "mixed", 300, port=8123, seed=1)
+    assert _vocabulary(tmp_path / "mixed") > 5 * _vocabulary(tmp_path, skip="mixed")
+
+
+def _vocabulary(root: Path, skip: str = "") -> int:
+    """Distinct words in the visible text of a generated site's pages."""
+    words: set[str] = set()
+    for name, body in _pages(root).items():
+        if not (skip and name.startswith(skip + "/")):
+            words.update(re.findall(r"[a-z]{2,}", re.sub(r"<[^>]+>", " ", body.decode())))
+    return len(words)
+
+
 def test_frontier_site_leads_to_the_number_of_urls_asked(tmp_path: Path) -> None:
     start, fetch = site.generate_frontier(tmp_path, 1000)
     folder = tmp_path / site.FRONTIER_DIR
@@ -109,14 +135,19 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(results.read_text())
-    assert list(data["medians"]) == names
-    for name, row in data["medians"].items():
-        assert row["found"] == row["expected"] == 200, name
-        assert row["disallowed_fetched"] == 0, name
-        assert row["peak_rss_mb"] > 0 and row["pages_per_s"] > 0, name
+    assert list(data["sites"]) == list(site.PROFILES)
+    for profile, one in data["sites"].items():
+        assert list(one["medians"]) == names
+        for name, row in one["medians"].items():
+            assert row["found"] == row["expected"] == 200, (profile, name)
+            assert row["disallowed_fetched"] == 0, (profile, name)
+            assert row["peak_rss_mb"] > 0 and row["pages_per_s"] > 0, (profile, name)
+        assert one["medians"]["ceiling"]["x_ceiling"] == 1.0
+        assert one["medians"]["crawler"]["loop_lag_p99_ms"] is not None
+        assert {t["target"] for t in one["targets"]} >= {"loop lag p99 (ms)"}
+        assert f"site {profile!r}" in done.stdout
+    assert data["sites"]["links"]["links_per_page"] > data["sites"]["mixed"]["links_per_page"]
+    for name in names:
         assert CONTENDERS[name].label in done.stdout
-    assert data["medians"]["ceiling"]["x_ceiling"] == 1.0
-    assert data["medians"]["crawler"]["loop_lag_p99_ms"] is not None
     assert data["frontier"]["discovered"] >= 3000
-    assert {t["target"] for t in data["targets"]} >= {"loop lag p99 (ms)"}
     assert data["machine"]["cores"] >= 1
