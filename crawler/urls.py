@@ -15,6 +15,7 @@ import tldextract
 __all__ = [
     "ADDRESS_CLASSES",
     "LinkPolicy",
+    "absolute",
     "address_class",
     "host_of",
     "ip_literal",
@@ -61,6 +62,15 @@ def normalize(url: str, base: str | None = None) -> str | None:
     try:
         return _normalize(url, base)
     except ValueError:  # ada's refusal, or a lone surrogate it cannot encode
+        return None
+
+
+def absolute(url: str, base: str) -> str | None:
+    """A URL of any scheme made absolute as a browser would (WHATWG), not normalized: for
+    fields recorded as written, such as a `file:` canonical. None if browsers refuse it."""
+    try:
+        return ada_url.join_url(base, url)
+    except ValueError:
         return None
 
 
