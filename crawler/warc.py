@@ -31,6 +31,12 @@ NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modif
 _TRANSFER_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
+def warc_file_path(run_dir: Path, suffix: str) -> Path:
+    """`crawl-RUN_ID.warc.gz` (`crawl-RUN_ID-WORKER.warc.gz` in a fleet): the files of many
+    runs and workers can then sit in one pywb collection without clashing."""
+    return run_dir / f"crawl-{run_dir.name}{suffix}.warc.gz"
+
+
 def cut_back(path: Path, committed: int) -> None:
     """On resume: drop the records a batch appended but never committed (its URLs are fetched
     again), so that the archive holds what the records say was fetched."""
