@@ -10,8 +10,8 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 # lxml ships no type information and lxml-stubs is not a dependency: its objects are Any here

@@ -161,7 +161,7 @@ def _stored_headers(earlier: _Earlier) -> StatusAndHeaders | None:
         with earlier.path.open("rb") as stream:
             stream.seek(earlier.offset)
             for record in ArchiveIterator(stream):
-                return record.http_headers  # type: ignore[no-any-return]
+                return record.http_headers
     except Exception as exc:  # a damaged old archive costs the revisit its stored headers
         log.warning("cannot read %s at %d: %s", earlier.path, earlier.offset, exc)
     return None

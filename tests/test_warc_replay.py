@@ -33,7 +33,7 @@ def _get(url: str, timeout: float = 20) -> tuple[int, bytes]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 -- loopback
+            with urllib.request.urlopen(url, timeout=10) as answer:
                 return int(answer.status), bytes(answer.read())
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -57,28 +57,32 @@ async def test_every_page_of_a_recrawl_replays_with_its_content(site: Site,
     pages = load_run(out, "seeds", second).pages
     assert {p["status"] for p in pages} == {200, 304}, "some pages unchanged, some not"
 
+    warcs = sorted(p for run in (first, second) for p in run.glob("*.warc.gz"))
+    assert [w.name for w in warcs] == [f"crawl-{first.name}.warc.gz",
+                                       f"crawl-{second.name}.warc.gz"]
+    replayed = await asyncio.to_thread(_replay, tmp_path, warcs, [p["url"] for p in pages],
+                                       [p["fetched_at"] for p in pages])
+    for page, (status, body) in zip(pages, replayed, strict=True):
+        assert status == 200, (page["url"], page["status"], body[:300])
+        assert body and hashlib.sha256(body).hexdigest() == page["sha256"], page["url"]
+
+
+def _replay(tmp_path: Path, warcs: list[Path], urls: list[str],
+            dates: list[str]) -> list[tuple[int, bytes]]:
+    """One pywb collection of the WARC files; (status, body) of each URL at its date."""
     root = tmp_path / "pywb"
     root.mkdir()
-    await asyncio.to_thread(_pywb, "wb-manager", "init", "crawls", cwd=root)
-    warcs = sorted(str(p) for run in (first, second) for p in run.glob("*.warc.gz"))
-    assert [Path(w).name for w in warcs] == [f"crawl-{first.name}.warc.gz",
-                                              f"crawl-{second.name}.warc.gz"]
-    await asyncio.to_thread(_pywb, "wb-manager", "add", "crawls", *warcs, cwd=root)
-
+    _pywb("wb-manager", "init", "crawls", cwd=root)
+    _pywb("wb-manager", "add", "crawls", *map(str, warcs), cwd=root)
     port = free_port()
-    log = (tmp_path / "wayback.log").open("wb")
-    wayback = subprocess.Popen([str(PYWB / "wayback"), "-b", "127.0.0.1", "-p", str(port)],
-                               cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for page in pages:
-            stamp = "".join(c for c in page["fetched_at"][:19] if c.isdigit())
-            # id_: the bytes as archived, not rewritten for the browser
-            url = f"http://127.0.0.1:{port}/crawls/{stamp}id_/{page['url']}"
-            status, body = await asyncio.to_thread(_get, url)
-            assert status == 200, (page["url"], page["status"], body[:300])
-            assert hashlib.sha256(body).hexdigest() == page["sha256"], page["url"]
-            assert body, page["url"]
-    finally:
-        wayback.terminate()
-        wayback.wait(timeout=10)
-        log.close()
+    with (tmp_path / "wayback.log").open("wb") as log:
+        wayback = subprocess.Popen([str(PYWB / "wayback"), "-b", "127.0.0.1", "-p", str(port)],
+                                   cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # id_: the bytes as archived, not rewritten for a browser
+            return [_get(f"http://127.0.0.1:{port}/crawls/"
+                         f"{''.join(c for c in date[:19] if c.isdigit())}id_/{url}")
+                    for url, date in zip(urls, dates, strict=True)]
+        finally:
+            wayback.terminate()
+            wayback.wait(timeout=10)
