@@ -157,7 +157,8 @@ def _is_html(inp: ParseInput, data: bytes, bom: str | None) -> bool:
         sample = sample.replace(b"\x00", b"")  # such text is half NUL bytes
     if not sample:
         return True  # empty, and labelled HTML: parsed, and found empty
-    # a stray NUL is no proof: browsers parse it (as U+FFFD, as libxml2 does); a share is
+    # a stray NUL proves nothing (browsers read it as U+FFFD, and so does libxml2): a share
+    # of binary data bytes does
     controls = len(sample) - len(sample.translate(None, _BINARY_BYTES))
     return controls <= _BINARY_SHARE * len(sample)
 
@@ -227,7 +228,8 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
             robots_nofollow |= bool(directives & {"nofollow", "none"})
         elif (meta.get("http-equiv") or "").strip().lower() == "refresh":
             target = _refresh_target(content)
-            refresh.extend(() if target is None else (target,))
+            if target is not None:
+                refresh.append(target)
     # a canonical that is not http(s) is kept as written, made absolute (contract 4b)
     canonical = next((normalize(href, base) or absolute(href, base) for link in root.iter("link")
                       if "canonical" in (link.get("rel") or "").lower().split()
@@ -263,8 +265,10 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str]
         if known is None:
             if len(kept) >= limit:  # past the cap, a new target costs no policy check
                 url = normalize(href, base)
-                if url is None or url not in kept:
-                    left_out.update(() if url is None else (url,))
+                if url is None:
+                    continue
+                if url not in kept:
+                    left_out.add(url)
                     continue
             known = resolved[href] = _resolve(href, base)
         url, refused = known
