@@ -10,6 +10,7 @@ N        ?= 10000
 REPEAT   ?= 3
 FRONTIER ?= 1000000
 SCRAPY   := bench/.venv-scrapy
+PYWB     := tests/.venv-pywb
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # $(call apt,COMMAND,PACKAGES,WHY): install Debian packages when COMMAND (or a file they ship) is missing
@@ -19,7 +20,7 @@ apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -e $(1)
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends $(2) >/dev/null; }
 
-.PHONY: install browser redis nginx docs test screenshot crawl demo bench lint clean
+.PHONY: install browser redis nginx docs pywb test screenshot crawl demo bench lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -48,12 +49,21 @@ nginx:
 docs:
 	$(call apt,/usr/share/doc/python-django-doc/html/index.html,python-django-doc,for the real-markup tests)
 
+# the replay test runs pywb (wb-manager, wayback) on loopback; pywb pins redis 2 and fakeredis 0,
+# which clash with ours, so it has a virtualenv of its own (tests/test_warc_replay.py)
+$(PYWB)/.installed: tests/requirements-pywb.txt
+	test -x $(PYWB)/bin/python || $(PYTHON) -m venv $(PYWB)
+	$(PYWB)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+pywb: $(PYWB)/.installed
+
 $(SCRAPY)/.installed: bench/requirements-scrapy.txt
 	test -x $(SCRAPY)/bin/python || $(PYTHON) -m venv $(SCRAPY)
 	$(SCRAPY)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-test: install browser redis nginx docs
+test: install browser redis nginx docs pywb
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report
@@ -74,5 +84,5 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(SCRAPY) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SCRAPY) $(PYWB) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -182,6 +182,12 @@ class _Attempt:
     body: bytes
     elapsed_s: float
     request_headers: tuple[tuple[str, str], ...] = ()
+    raw_headers: tuple[tuple[str, str], ...] = ()
+
+
+def _as_received(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
+    # latin-1 gives back every byte a server sent, as warcio writes it again
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
 
 
 class Fetcher:
@@ -294,7 +300,8 @@ class Fetcher:
                         headers=attempt.headers, body=attempt.body,
                         elapsed_ms=round(total_s * 1000), attempts=attempts,
                         fetched_at=utc_iso(fetched_at), location=location,
-                        request_headers=attempt.request_headers)
+                        request_headers=attempt.request_headers,
+                        raw_headers=attempt.raw_headers)
 
     async def _with_retries(self, url: str,
                             headers: dict[str, str]) -> tuple[_Attempt, int, float]:
@@ -355,7 +362,8 @@ class Fetcher:
                 self._stats.responses += 1
                 body = await self._read(resp, BodyDecoder(layers, max_bytes), truncate)
                 return _Attempt(resp.status, head, body, time.perf_counter() - start,
-                                tuple(resp.request_info.headers.items()))
+                                tuple(resp.request_info.headers.items()),
+                                _as_received(resp.raw_headers))
         except FetchError:
             raise
         except TimeoutError:

@@ -37,6 +37,8 @@ class Response:
     location: str | None = None  # absolute redirect target not followed
     # the last hop's request headers as sent (names as sent, in order), for the WARC file
     request_headers: tuple[tuple[str, str], ...] = ()
+    # the response headers as received (names in their case, repeats apart), for the WARC file
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

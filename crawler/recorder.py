@@ -159,12 +159,13 @@ class Recorder:
     def _count_page(self, request: Request | None, page: Record) -> None:
         """The page counts and the run's change summary (new, changed, unchanged, gone)."""
         self._stats.page(page["status"], page["bytes"] or 0)
-        if request is None or request.last_status is None:
+        last = None if request is None else request.last_status
+        # each page counted once (contract 4b): a page gone is not also changed
+        if last is None:
             self._stats.count("new")
+        elif page["status"] in (404, 410) and 200 <= last < 300:
+            self._stats.count("gone")
         elif page["not_modified"] or page["changed"] is False:
             self._stats.count("unchanged")
         elif page["changed"]:
             self._stats.count("changed")
-        if page["status"] in (404, 410) and request is not None and (
-                request.last_status is not None and 200 <= request.last_status < 300):
-            self._stats.count("gone")

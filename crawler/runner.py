@@ -35,7 +35,7 @@ from .settings import Settings
 from .sinks import JsonlFiles, PluginSinks, read_lines, write_json_atomic
 from .stats import Stats
 from .urls import LinkPolicy, host_of
-from .warc import WarcFile, cut_back
+from .warc import WarcFile, cut_back, warc_file_path
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Runner:
             journal = self.info.journal
             self.stats.resume(journal.totals)
             await self.files.open(journal.files)
-            warc_path = self.run_dir / f"crawl{self.suffix}.warc.gz"
+            warc_path = warc_file_path(self.run_dir, self.suffix)
             if "warc" in journal.files:
                 await self.threads.run(cut_back, warc_path, journal.files["warc"][0])
             if self.s.warc:
@@ -253,7 +253,7 @@ async def settle(run_dir: Path, suffix: str, journal: Journal, threads: ThreadPo
     await files.open(journal.files)
     await files.close()
     if "warc" in journal.files:
-        await threads.run(cut_back, run_dir / f"crawl{suffix}.warc.gz", journal.files["warc"][0])
+        await threads.run(cut_back, warc_file_path(run_dir, suffix), journal.files["warc"][0])
 
 
 def _point_latest(job_dir: Path, run_dir: Path) -> None:

@@ -7,13 +7,15 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urlsplit
 
+import ada_url
 import tldextract
 
 __all__ = [
     "ADDRESS_CLASSES",
     "LinkPolicy",
+    "absolute",
     "address_class",
     "host_of",
     "ip_literal",
@@ -33,9 +35,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 TRAP_REPEATS = 3
 _TRAP_WIDTHS = (1, 2, 3)
 
-# browsers strip C0 controls and spaces around an href and drop tabs and newlines inside it
-_C0_OR_SPACE = "".join(map(chr, range(0x21)))
-_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # an escape, or a character outside RFC 3986 pchar (unreserved, sub-delims, ":", "@") and
@@ -43,10 +42,9 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PATH_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
 _QUERY_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]")
 
-_HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-_PORT_RE = re.compile(r"[0-9]*")
-_NUMERIC_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
-_IPV4_PART_RE = {16: re.compile(r"[0-9a-f]*"), 8: re.compile(r"[0-7]+"), 10: re.compile(r"[0-9]+")}
+# what DNS can look up (RFC 1035 lengths); WHATWG lets more through
+_HOST_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+_HOST_MAX = 253
 
 _PRIVATE_V4 = tuple(
     ipaddress.IPv4Network(n)
@@ -63,87 +61,49 @@ def normalize(url: str, base: str | None = None) -> str | None:
     """
     try:
         return _normalize(url, base)
-    except ValueError:  # also UnicodeError: bad IDN labels, lone surrogates, bad %-UTF-8 hosts
+    except ValueError:  # ada's refusal, or a lone surrogate it cannot encode
         return None
 
 
-def _clean(raw: str) -> str:
-    return raw.strip(_C0_OR_SPACE).translate(_TAB_NEWLINE)
+def absolute(url: str, base: str) -> str | None:
+    """A URL of any scheme made absolute as a browser would (WHATWG), not normalized: for
+    fields recorded as written, such as a `file:` canonical. None if browsers refuse it."""
+    try:
+        return ada_url.join_url(base, url)
+    except ValueError:
+        return None
 
 
 def _normalize(url: str, base: str | None) -> str | None:
-    joined = _join(_clean(base), _clean(url)) if base is not None else _clean(url)
-    parts = urlsplit(joined)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    # the WHATWG URL parser (ada) resolves as browsers do: tabs and newlines, backslashes,
+    # `http:page.html`, IPv4 number forms, UTS #46 hosts; it raises ValueError for a URL
+    # (or a host) that browsers refuse
+    href = ada_url.join_url(base, url) if base is not None else ada_url.normalize_url(url)
+    scheme, sep, rest = href.partition("://")
+    if scheme not in _DEFAULT_PORTS or not sep:
         return None
-    netloc = parts.netloc.rpartition("@")[2]  # userinfo is dropped
-    if netloc.startswith("["):
-        literal, bracket, port = netloc[1:].partition("]")
-        if not bracket or (port and not port.startswith(":")):
-            return None
-        # zone identifiers ("%eth0") mean nothing to another machine
-        host = None if "%" in literal else f"[{ipaddress.IPv6Address(literal)}]"
-        port = port[1:]
+    rest = rest.partition("#")[0]
+    cut = rest.find("/")  # a special URL always has a path
+    authority, rest = rest[:cut], rest[cut:]
+    authority = authority.rpartition("@")[2]  # userinfo is dropped
+    if authority.startswith("["):  # ada gives IPv6 compressed, and refuses zone IDs
+        host, port = authority.partition("]")[0] + "]", authority.partition("]")[2]
     else:
-        host_part, _, port = netloc.partition(":")
-        host = _name_host(host_part)
-    if host is None or not _PORT_RE.fullmatch(port):
-        return None
-    if port and not 0 < int(port) < 65536:
-        return None
-    authority = host if not port or int(port) == _DEFAULT_PORTS[scheme] else f"{host}:{int(port)}"
-    path = _remove_dot_segments(_strip_path_sessions(_escape(parts.path or "/", _PATH_UNSAFE)))
-    query = _strip_query_sessions(_escape(parts.query, _QUERY_UNSAFE))
-    return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
-
-
-def _join(base: str, url: str) -> str:
-    # urljoin parses with urlparse, which drops the empty ";params" of a last segment ("/a;"
-    # becomes "/a"); a stand-in for ";" that neither string holds keeps it
-    if ";" in base or ";" in url:
-        taken = set(base) | set(url)
-        stand_in = next((c for c in map(chr, range(0xE000, 0xF900)) if c not in taken), None)
-        if stand_in is not None:
-            joined = urljoin(base.replace(";", stand_in), url.replace(";", stand_in))
-            return joined.replace(stand_in, ";")
-    return urljoin(base, url)
-
-
-@functools.lru_cache(maxsize=4096)  # a page's links name a few hosts, over and over
-def _name_host(raw: str) -> str | None:
-    # IDNA 2003 (the stdlib codec) also lower-cases and maps full-width dots and digits
-    host = unquote(raw, errors="strict").lower().encode("idna").decode("ascii").lower()
-    host = host.removesuffix(".")
-    if not _HOST_RE.fullmatch(host):
-        return None
-    last = host.rpartition(".")[2]
-    if _NUMERIC_LABEL_RE.fullmatch(last):  # WHATWG: a host ending in a number is IPv4
-        return _whatwg_ipv4(host)
-    return host
-
-
-def _whatwg_ipv4(host: str) -> str | None:
-    # browsers and getaddrinfo read 2130706433 and 0x7f.1 as 127.0.0.1; so must the private check
-    labels = host.split(".")
-    if len(labels) > 4:
-        return None
-    numbers = []
-    for label in labels:
-        if label.startswith("0x"):
-            digits, radix = label[2:], 16
-        elif len(label) > 1 and label.startswith("0"):
-            digits, radix = label[1:], 8
-        else:
-            digits, radix = label, 10
-        if not _IPV4_PART_RE[radix].fullmatch(digits):
-            return None
-        numbers.append(int(digits, radix) if digits else 0)
-    *head, last = numbers
-    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
-        return None
-    value = last + sum(n << (8 * (3 - i)) for i, n in enumerate(head))
-    return str(ipaddress.IPv4Address(value))
+        host, colon, port = authority.partition(":")
+        host, port = host.removesuffix("."), colon + port  # `a.com.` is `a.com` to DNS
+        if len(host) > _HOST_MAX or not _HOST_RE.fullmatch(host):
+            return None  # WHATWG lets `$`, `!` or 64-letter labels into a name; DNS does not
+    if port == ":0":
+        return None  # WHATWG accepts it; no server listens there
+    path, mark, query = rest.partition("?")
+    path = _escape(path, _PATH_UNSAFE)
+    if ";" in path:
+        path = _strip_path_sessions(path)
+    if "/." in path:  # an escape decoded to "." can make a dot-segment
+        path = _remove_dot_segments(path)
+    if mark:
+        query = _strip_query_sessions(_escape(query, _QUERY_UNSAFE))
+    return f"{scheme}://{host}{port}{path}" + (f"?{query}" if query else "")
 
 
 def _escape(text: str, unsafe: re.Pattern[str]) -> str:

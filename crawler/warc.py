@@ -3,6 +3,13 @@
 warcio is blocking, so the recorder calls `WarcFile.write` in the thread pool. Per fetched URL
 the file gets a `response` record (a `revisit` record, profile server-not-modified, for a 304
 answer) and the `request` record that asked for it, tied to it by `WARC-Concurrent-To`.
+Headers are archived as received: names in their case, a repeated header on lines of its own.
+
+A replay tool shows a revisit with the HTTP headers in its block and the payload of the
+record it refers to; a block saying `304 Not Modified` replays as an empty page (pywb sends
+what the block says). So a 304's block holds what an HTTP cache serves after revalidation
+(RFC 9111 4.3.4): the earlier response's status and headers, updated by the 304's. The 304
+itself is in the request record's answer, the page record and `WARC-Profile`.
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modif
 _TRANSFER_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
+def warc_file_path(run_dir: Path, suffix: str) -> Path:
+    """`crawl-RUN_ID.warc.gz` (`crawl-RUN_ID-WORKER.warc.gz` in a fleet): the files of many
+    runs and workers can then sit in one pywb collection without clashing."""
+    return run_dir / f"crawl-{run_dir.name}{suffix}.warc.gz"
+
+
 def cut_back(path: Path, committed: int) -> None:
     """On resume: drop the records a batch appended but never committed (its URLs are fetched
     again), so that the archive holds what the records say was fetched."""
@@ -46,6 +59,8 @@ class _Earlier:
     record_id: str
     date: str
     payload_digest: str | None
+    path: Path  # where the record is, to read its HTTP headers back at a 304
+    offset: int
 
 
 class WarcFile:
@@ -99,14 +114,17 @@ class WarcFile:
             "WARC-Refers-To-Target-URI": response.final_url,
         }
         earlier = self._earlier.get(response.final_url)
+        http = _http_headers(response, None)
         if earlier is not None:
             warc_headers["WARC-Refers-To"] = earlier.record_id
             warc_headers["WARC-Refers-To-Date"] = earlier.date
             if earlier.payload_digest:
                 warc_headers["WARC-Payload-Digest"] = earlier.payload_digest
+            stored = _stored_headers(earlier)
+            if stored is not None:
+                http = _freshened(stored, http)
         return writer.create_warc_record(
-            response.final_url, "revisit", http_headers=_http_headers(response, None),
-            warc_headers_dict=warc_headers)
+            response.final_url, "revisit", http_headers=http, warc_headers_dict=warc_headers)
 
 
 def _response(writer: WARCWriter, response: Response) -> Any:
@@ -130,11 +148,31 @@ def _http_headers(response: Response, length: int | None) -> StatusAndHeaders:
         reason = HTTPStatus(response.status).phrase
     except ValueError:
         reason = ""
-    headers = [(name, value) for name, value in response.headers.items()
-               if name not in _TRANSFER_HEADERS]
+    received = response.raw_headers or tuple(response.headers.items())
+    headers = [(name, value) for name, value in received
+               if name.lower() not in _TRANSFER_HEADERS]
     if length is not None:
-        headers.append(("content-length", str(length)))
+        headers.append(("Content-Length", str(length)))
     return StatusAndHeaders(f"{response.status} {reason}".strip(), headers, protocol="HTTP/1.1")
+
+
+def _stored_headers(earlier: _Earlier) -> StatusAndHeaders | None:
+    try:
+        with earlier.path.open("rb") as stream:
+            stream.seek(earlier.offset)
+            for record in ArchiveIterator(stream):
+                return record.http_headers
+    except Exception as exc:  # a damaged old archive costs the revisit its stored headers
+        log.warning("cannot read %s at %d: %s", earlier.path, earlier.offset, exc)
+    return None
+
+
+def _freshened(stored: StatusAndHeaders, answer: StatusAndHeaders) -> StatusAndHeaders:
+    """The stored response updated by a 304's headers (RFC 9111 4.3.4), its length kept."""
+    fresh = {name.lower() for name, _ in answer.headers} - {"content-length"}
+    headers = [(n, v) for n, v in stored.headers if n.lower() not in fresh]
+    headers += [(n, v) for n, v in answer.headers if n.lower() in fresh]
+    return StatusAndHeaders(stored.statusline, headers, protocol=stored.protocol)
 
 
 def _earlier_responses(path: Path) -> dict[str, _Earlier]:
@@ -146,12 +184,14 @@ def _earlier_responses(path: Path) -> dict[str, _Earlier]:
         for warc in sorted(run.glob("*.warc.gz")):
             try:
                 with warc.open("rb") as stream:
-                    for record in ArchiveIterator(stream):
+                    records = ArchiveIterator(stream)
+                    for record in records:
                         if record.rec_type == "response":
                             head = record.rec_headers
                             found[head.get_header("WARC-Target-URI")] = _Earlier(
                                 head.get_header("WARC-Record-ID"), head.get_header("WARC-Date"),
-                                head.get_header("WARC-Payload-Digest"))
+                                head.get_header("WARC-Payload-Digest"), warc,
+                                records.get_record_offset())
             except Exception as exc:  # a damaged old archive only costs the references
                 log.warning("cannot read %s for revisit references: %s", warc, exc)
     return found

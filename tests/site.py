@@ -502,6 +502,16 @@ async def cond_etag(request: web.Request) -> web.Response:
                         content_type="text/html", headers={"ETag": '"v1"'})
 
 
+async def set_cookies(request: web.Request) -> web.Response:
+    """Two Set-Cookie headers (which cannot be joined with ", ") and a name in mixed case."""
+    response = web.Response(text=_html("Cookies", "<p>two cookies</p>"),
+                            content_type="text/html")
+    response.headers.add("Set-Cookie", "a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT")
+    response.headers.add("Set-Cookie", "b=2; Path=/")
+    response.headers["X-Mixed-Case"] = "kept"
+    return response
+
+
 async def cond_last_modified(request: web.Request) -> web.Response:
     stamp = "Tue, 01 Sep 2026 10:00:00 GMT"
     if request.headers.get("If-Modified-Since") == stamp:
@@ -595,6 +605,7 @@ def make_site() -> web.Application:
     get("/dup/", dup_index)
     get("/dup/{name}", dup_page)
     get("/cond/etag", cond_etag)
+    get("/headers/set-cookie", set_cookies)
     get("/cond/last-modified", cond_last_modified)
     get("/cond/changing", cond_changing)
     get("/cond/vanishing", cond_vanishing)

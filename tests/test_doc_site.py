@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import urllib.request
+from collections import deque
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from tests.conftest import DocSite
+import pytest
+
+from tests.conftest import DocSite, config_file, fast, load_run, run_crawl, seeds_file
 
 
 def test_doc_site_serves_the_documentation(doc_site: DocSite) -> None:
@@ -14,3 +21,104 @@ def test_doc_site_serves_the_documentation(doc_site: DocSite) -> None:
     assert answer.status == 200
     assert body == (doc_site.root / "index.html").read_bytes()
     assert doc_site.requests_since(start) == [("/index.html", 200)]
+
+
+# --- crawling the documentation (issue 11) ----------------------------------------------------
+
+
+class _Links(HTMLParser):
+    """The hrefs of <a> and <area>, and <base href>, read by the standard library's parser."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+        self.base: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if href is None:
+            return
+        if tag in ("a", "area"):
+            self.hrefs.append(href)
+        elif tag == "base" and self.base is None:
+            self.base = href
+
+
+def _file_of(doc_site: DocSite, url: str) -> Path | None:
+    """The file nginx answers `url` with (a directory gives its index.html), if it is HTML."""
+    path = doc_site.root / unquote(urlsplit(url).path).lstrip("/")
+    if path.is_dir():
+        path = path / "index.html"
+    return path if path.suffix == ".html" and path.is_file() else None
+
+
+def _walk(doc_site: DocSite, start: str, max_depth: int | None,
+          max_links: int | None = None) -> dict[str, int]:
+    """Breadth-first over the files on disk: URL (no fragment) -> its depth from `start`.
+    With `max_links`, a page's first that many distinct http(s) targets only (contract 4b)."""
+    origin = urlsplit(start)[:2]
+    depths = {start: 0}
+    queue = deque([start])
+    while queue:
+        url = queue.popleft()
+        depth = depths[url]
+        page = _file_of(doc_site, url)
+        if page is None or (max_depth is not None and depth >= max_depth):
+            continue
+        links = _Links()
+        links.feed(page.read_text(encoding="utf-8", errors="replace"))
+        base = urljoin(url, links.base) if links.base else url
+        targets = dict.fromkeys(t for t in (urldefrag(urljoin(base, h.strip()))[0]
+                                            for h in links.hrefs)
+                                if urlsplit(t).scheme in ("http", "https"))
+        for target in list(targets)[:max_links]:
+            if urlsplit(target)[:2] == origin and target not in depths:
+                depths[target] = depth + 1
+                queue.append(target)
+    return depths
+
+
+def _key(url: str) -> str:
+    # one spelling per resource on both sides: escapes decoded, fragment gone
+    parts = urlsplit(url)
+    return unquote(parts.path) + (f"?{unquote(parts.query)}" if parts.query else "")
+
+
+async def _crawl(doc_site: DocSite, tmp_path: Path, *args: str | Path) -> list[dict[str, Any]]:
+    seeds = seeds_file(tmp_path, doc_site.url("/index.html"))
+    result = await run_crawl(seeds, *fast(tmp_path / "out", timeout=10), "--per-host", "16",
+                             *args, timeout=600)
+    assert result.returncode == 0, str(result)
+    return load_run(tmp_path / "out", "seeds").pages
+
+
+@pytest.mark.slow
+async def test_every_reachable_page_of_the_documentation_is_recorded_once(
+        doc_site: DocSite, tmp_path: Path) -> None:
+    walk = _walk(doc_site, doc_site.url("/index.html"), None)
+    pages = await _crawl(doc_site, tmp_path)
+    keys = [_key(p["url"]) for p in pages]
+    assert len(keys) == len(set(keys)), [k for k in set(keys) if keys.count(k) > 1][:10]
+    assert set(keys) == {_key(u) for u in walk}
+    html = [p for p in pages if p["content_type"] == "text/html" and p["status"] == 200]
+    assert len(html) > 600 and all(p["title"] for p in html)
+
+
+@pytest.mark.slow
+async def test_a_depth_limited_crawl_is_the_breadth_first_walk_of_the_files(
+        doc_site: DocSite, tmp_path: Path) -> None:
+    walk = _walk(doc_site, doc_site.url("/index.html"), 2)
+    pages = await _crawl(doc_site, tmp_path, "--max-depth", "2")
+    found = {_key(p["url"]): p["depth"] for p in pages}
+    assert len(found) == len(pages)
+    assert found == {_key(u): d for u, d in walk.items()}
+
+
+@pytest.mark.slow
+async def test_the_links_cap_counts_the_distinct_targets_of_a_real_index(
+        doc_site: DocSite, tmp_path: Path) -> None:
+    # genindex.html: 4 339 anchors to 176 pages; releases/security.html: 970 anchors to 489
+    walk = _walk(doc_site, doc_site.url("/index.html"), 2, max_links=300)
+    config = config_file(tmp_path, "max_links_per_page = 300\n")
+    pages = await _crawl(doc_site, tmp_path, "--max-depth", "2", "--config", config)
+    assert {_key(p["url"]): p["depth"] for p in pages} == {_key(u): d for u, d in walk.items()}

@@ -221,7 +221,7 @@ async def test_kill_9_at_each_write_boundary_loses_and_repeats_nothing(
 def _check_warc(run_dir: Path, pages: list[dict[str, Any]]) -> None:
     """The archive holds one response per page record: nothing of an uncommitted batch."""
     targets = []
-    with (run_dir / "crawl.warc.gz").open("rb") as stream:
+    with (run_dir / f"crawl-{run_dir.name}.warc.gz").open("rb") as stream:
         for record in ArchiveIterator(stream):
             if record.rec_type in ("response", "revisit"):
                 targets.append(record.rec_headers.get_header("WARC-Target-URI"))

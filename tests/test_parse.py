@@ -651,3 +651,65 @@ def test_billion_laughs_sitemap_is_not_expanded() -> None:
     assert time.perf_counter() - start < 2
     # libxml2 refuses the amplification and stops there: the URLs are lost, nothing more
     assert all(len(url) < 100 and "lollol" not in url for url in pages + children)
+
+
+# --- the real web (issue 11) ---------------------------------------------------------------
+
+
+def test_http_colon_relative_links_are_not_taken_from_another_page() -> None:
+    # `http:foo.html` is relative (WHATWG): the second page's link is on the second host
+    inner = body_of("<a href='http:foo.html'>f</a><a href='http:?q=1'>q</a>")
+    first = page(inner, url="http://one.example/a/page.html")
+    second = page(inner, url="http://two.example/b/page.html")
+    assert [link.to for link in first.links] == [
+        "http://one.example/a/foo.html", "http://one.example/a/page.html?q=1"]
+    assert [link.to for link in second.links] == [
+        "http://two.example/b/foo.html", "http://two.example/b/page.html?q=1"]
+
+
+def test_the_links_cap_counts_distinct_targets_not_anchors() -> None:
+    init_worker((), None, 135)
+    toc = "".join(f"<a href='/t/{i % 135}'>{i}</a>" for i in range(5000))
+    result = page(body_of(toc + "<a href='/t/new'>new</a><a href='/t/0#x'>again</a>"))
+    targets = {link.to for link in result.links}
+    assert len(targets) == 135 and "http://example.com/t/new" not in targets
+    assert len(result.links) == 5001, "repeats of a kept target are all kept"
+    assert result.links_dropped == 1
+    init_worker((), None, DEFAULT_MAX_LINKS)
+    result = page(body_of(toc + "<a href='/t/new'>new</a>"))
+    assert result.links[-1].to == "http://example.com/t/new", "the 5001st anchor, 136th target"
+
+
+def test_stray_nul_and_control_bytes_are_still_html() -> None:
+    body = body_of("<p>some words here</p><a href='/next'>next</a>").encode()
+    result = page(body.replace(b"</body>", b"\x00\x01</body>"))  # near the end
+    assert result.is_html and result.title == "t" and result.words == 4
+    assert [link.to for link in result.links] == ["http://example.com/next"]
+
+
+def test_meta_refresh_is_a_link() -> None:
+    for content in ('"0; url=/next"', "\"5;URL='/next'\"", "'3, url = \"/next\"'", "0;/next"):
+        result = page(f"<html><head><meta http-equiv='Refresh' content={content}>"
+                      "</head><body><a href='/a'>a</a></body></html>")
+        assert [link.to for link in result.links] == [
+            "http://example.com/next", "http://example.com/a"], content
+    for content in ("5", "", "soon"):  # a reload of the page, or no refresh at all
+        result = page(f"<html><head><meta http-equiv=refresh content='{content}'></head></html>")
+        assert result.links == [], content
+
+
+def test_x_robots_tag_nofollow_or_none_marks_every_link() -> None:
+    inner = body_of("<a href='/a'>a</a>")
+    for value in ("nofollow", "noindex, NOFOLLOW", "none"):
+        links = page(inner, headers={"x-robots-tag": value}).links
+        assert [link.nofollow for link in links] == [True], value
+    for value in ("noindex", "otherbot: nofollow"):
+        links = page(inner, headers={"x-robots-tag": value}).links
+        assert [link.nofollow for link in links] == [False], value
+
+
+def test_a_canonical_that_is_not_http_is_recorded_as_written_absolute() -> None:
+    for href, expected in (("file:///srv/docs/index.html", "file:///srv/docs/index.html"),
+                           ("ftp://Example.com/a", "ftp://example.com/a")):
+        result = page(f"<html><head><link rel=canonical href='{href}'></head></html>")
+        assert result.canonical == expected

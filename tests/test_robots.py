@@ -55,9 +55,8 @@ def test_rules_from_200_reads_crawl_delay_and_sitemaps() -> None:
 
 
 def test_rules_apply_per_user_agent() -> None:
-    rules = rules_from(200, RULES, "otherbot")
-    assert not rules.allows(SITE + "/", "otherbot")
-    assert rules.allows(SITE + "/", UA)
+    assert not rules_from(200, RULES, "otherbot").allows(SITE + "/", "otherbot")
+    assert rules_from(200, RULES, UA).allows(SITE + "/", UA)
 
 
 def test_no_crawl_delay_is_none() -> None:

@@ -24,7 +24,7 @@ from tests.conftest import Site, fast, load_run, run_crawl, run_dirs, seeds_file
 WARCIO = Path(sys.executable).parent / "warcio"
 USER_AGENT = "warc-test-bot/1.0 (+http://127.0.0.1/)"
 SEEDS = ("/site/", "/status/404", "/redirect/2", "/gzip", "/binary", "/cond/etag",
-         "/charset/cp1251")
+         "/charset/cp1251", "/headers/set-cookie")
 
 
 @dataclass
@@ -69,7 +69,7 @@ async def test_every_page_has_its_response_and_request_with_right_digests(
     await crawl(site, tmp_path)
     run = load_run(tmp_path / "out", "seeds")
     warcs = sorted(run.dir.glob("*.warc.gz"))
-    assert [w.name for w in warcs] == ["crawl.warc.gz"]
+    assert [w.name for w in warcs] == [f"crawl-{run.dir.name}.warc.gz"]
     records = read_warc(warcs[0])
 
     assert records[0].type == "warcinfo"
@@ -113,10 +113,23 @@ async def test_every_page_has_its_response_and_request_with_right_digests(
         assert sent["/charset/cp1251"][name.lower()] == value
 
 
+async def test_headers_are_archived_as_received(site: Site, tmp_path: Path) -> None:
+    await crawl(site, tmp_path, "--max-depth", "0")
+    run = load_run(tmp_path / "out", "seeds")
+    url = site.url("/headers/set-cookie")
+    record = next(r for r in read_warc(run.dir / f"crawl-{run.dir.name}.warc.gz")
+                  if r.type == "response" and r.headers["WARC-Target-URI"] == url)
+    names = [name for name, _ in record.http.headers]
+    assert [v for n, v in record.http.headers if n == "Set-Cookie"] == [
+        "a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "b=2; Path=/"]
+    assert "X-Mixed-Case" in names and "Content-Type" in names, names
+    assert record.http.get_header("Content-Length") == str(len(record.payload))
+
+
 async def test_warcio_cli_indexes_and_checks_the_file(site: Site, tmp_path: Path) -> None:
     await crawl(site, tmp_path, "--max-depth", "1")
     run = load_run(tmp_path / "out", "seeds")
-    path = run.dir / "crawl.warc.gz"
+    path = run.dir / f"crawl-{run.dir.name}.warc.gz"
 
     index = await asyncio.to_thread(warcio_cli, "index", "-f",
                                     "warc-type,warc-target-uri,offset,length", path)
@@ -142,9 +155,9 @@ async def test_a_304_on_a_recrawl_is_a_revisit_of_the_earlier_response(
     await crawl(site, tmp_path, "--max-depth", "0")
     first, second = run_dirs(tmp_path / "out", "seeds")
     url = site.url("/cond/etag")
-    earlier = next(r for r in read_warc(first / "crawl.warc.gz")
+    earlier = next(r for r in read_warc(first / f"crawl-{first.name}.warc.gz")
                    if r.type == "response" and r.headers["WARC-Target-URI"] == url)
-    records = read_warc(second / "crawl.warc.gz")
+    records = read_warc(second / f"crawl-{second.name}.warc.gz")
     page = load_run(tmp_path / "out", "seeds", second).page(url)
     assert page["status"] == 304
 
@@ -156,11 +169,15 @@ async def test_a_304_on_a_recrawl_is_a_revisit_of_the_earlier_response(
     assert revisit.headers["WARC-Refers-To-Target-URI"] == url
     assert revisit.headers["WARC-Refers-To-Date"] == earlier.headers["WARC-Date"]
     assert revisit.headers["WARC-Payload-Digest"] == earlier.headers["WARC-Payload-Digest"]
-    assert int(revisit.http.get_statuscode()) == 304 and revisit.payload == b""
+    # the block is what a cache serves after revalidating: the stored 200, freshened by the
+    # 304's headers, so that replay shows the page (tests/test_warc_replay.py)
+    assert int(revisit.http.get_statuscode()) == 200 and revisit.payload == b""
+    assert revisit.http.get_header("ETag") == '"v1"'
+    assert revisit.http.get_header("Content-Length") == str(len(earlier.payload))
     request = next(r for r in records if r.type == "request"
                    and r.headers["WARC-Concurrent-To"] == revisit.headers["WARC-Record-ID"])
     assert request.http.get_header("If-None-Match") == '"v1"'
-    check = await asyncio.to_thread(warcio_cli, "check", second / "crawl.warc.gz")
+    check = await asyncio.to_thread(warcio_cli, "check", second / f"crawl-{second.name}.warc.gz")
     assert check.returncode == 0, check.stdout
 
 
