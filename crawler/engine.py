@@ -308,11 +308,13 @@ class Engine:
             self._spawn(lambda: self._read_sitemaps(origin, sitemaps), f"sitemaps {origin}")
 
     async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
-        """One origin's sitemaps; a failure costs their URLs, not the crawl (a frontier that
-        is down still stops it), and is logged and counted as a `sitemap_errors`."""
+        """One origin's sitemaps. Each that cannot be read counts in `sitemap_errors`; a bug
+        costs the origin's sitemaps, not the crawl, and is logged as one (a frontier that is
+        down still stops the crawl)."""
         try:
-            await read_sitemaps(origin, sitemaps, self.fetcher, self.parser, self._admit,
-                                self._sitemap_url_ok)
+            _, failed = await read_sitemaps(origin, sitemaps, self.fetcher, self.parser,
+                                            self._admit, self._sitemap_url_ok)
+            self.stats.count("sitemap_errors", failed)
         except FrontierUnavailable:
             raise
         except Exception as exc:

@@ -1,9 +1,10 @@
 """One invocation of one job: builds the stages, resumes the run's files, runs the engine,
 reports, and ends the run.
 
-seeds -> frontier -> fetch (loop) -> parse (process pool) -> records -> frontier + sinks.
-The runner owns both pools, the one ClientSession, the files and the frontier; the engine
-(`engine.py`) owns the tasks that crawl. It picks the frontier (SQLite, or Redis when shared),
+seeds -> frontier -> scheduler -> politeness + fetch (loop) -> parse (process pool) ->
+recorder -> frontier + files + sinks. The runner owns both pools, the one ClientSession, the
+host slots, the files and the frontier; the engine (`engine.py`) owns the tasks that crawl.
+It picks the frontier (SQLite, or Redis when shared, which is then also the `fleet`),
 makes a resumed run's files agree with its last commit, writes stats.json, points `latest`.
 """
 

@@ -19,10 +19,12 @@ MAX_URLS = 50_000  # per sitemap file, as the sitemap protocol allows
 
 async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
                         parser: ParsePool, admit: Callable[[list[Candidate]], None],
-                        may_follow: Callable[[str], bool]) -> int:
+                        may_follow: Callable[[str], bool]) -> tuple[int, int]:
     """Fetch the origin's sitemaps (and the sitemap indexes' children) on the loop, parse
     them in the process pool with entities off, and hand their URLs to `admit`. Returns the
-    number of sitemap files read. Sitemaps of other origins are ignored."""
+    number of sitemap files asked for and of those that could not be read (an HTTP error, a
+    fetch error, a parse failure). Sitemaps of other origins are ignored."""
+    failed = 0
     queue = [u for u in sitemaps if u.startswith(origin)]
     seen: set[str] = set()
     while queue and len(seen) < MAX_SITEMAPS:
@@ -34,14 +36,16 @@ async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
             status, body = await fetcher.document(url)
             if status != 200:
                 log.info("sitemap %s: HTTP %d", url, status)
+                failed += 1
                 continue
             pages, children = await parser.call(parse_sitemap, body, MAX_URLS)
         except (FetchError, ParseFailed) as exc:
             log.info("sitemap %s: %s", url, exc)
+            failed += 1
             continue
         queue.extend(c for c in children if c.startswith(origin))
         candidates = [Candidate(p, 1, url) for p in pages if may_follow(p)]
         if candidates:
             admit(candidates)
-    log.debug("read %d sitemap(s) of %s", len(seen), origin)
-    return len(seen)
+    log.debug("read %d sitemap(s) of %s, %d failed", len(seen), origin, failed)
+    return len(seen), failed

@@ -11,6 +11,7 @@ import pytest
 
 from crawler.frontier import Candidate, Journal, Outcome, Prepared
 from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
+from crawler.politeness import BREAKER_THRESHOLD, Politeness
 from crawler.settings import load
 from tests.conftest import RedisServer
 
@@ -214,3 +215,21 @@ async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Ma
     assert sum(again) == 0
     sizes = await a.memory()
     assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
+
+
+async def test_the_fleets_breaker_honours_backoff_and_max_retry_after(
+        make: Make, redis_server: RedisServer) -> None:
+    """A fleet's host slot opens its breaker with the settings' pause and cap, and the
+    pause, once told to the fleet, holds for every worker of it."""
+    overrides = {"frontier": redis_server.url, "backoff": 1.0, "max_retry_after": 8.0}
+    a = make(worker="a", **overrides)
+    await _open(a)
+    politeness = Politeness(load(None, overrides), a)
+    slot = politeness.slot("h")
+    pauses = []
+    for _ in range(BREAKER_THRESHOLD + 5):
+        slot.failed()
+        pauses.append(slot.spacing())
+    assert pauses[BREAKER_THRESHOLD - 1:] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    await politeness.aclose()  # every deferral has reached Redis
+    assert await a.slot("h", 1, 0.0, "other-worker") > 7, "the open breaker holds fleet-wide"
