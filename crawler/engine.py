@@ -197,7 +197,9 @@ class Engine:
     async def _process(self, request: Request) -> None:
         task = asyncio.current_task()
         try:
-            await self._handle(request)
+            finished = await self._handle(request)
+            if finished is not None:
+                self._add(finished)
         except asyncio.CancelledError:
             raise
         except FrontierUnavailable as exc:  # the crawl's, not the URL's: stop
@@ -207,27 +209,25 @@ class Engine:
             log.debug("traceback", exc_info=True)
             self._add(Finished.failure(request, "other", f"internal error: {exc!r}", 1))
         finally:
-            self.scheduler.fetched(request)
             if self._inflight.get(request.url) is task:
                 del self._inflight[request.url]
             self._wake.set()
 
-    async def _handle(self, request: Request) -> None:
+    async def _handle(self, request: Request) -> Finished | None:
+        """Fetch, parse: what became of the URL (None: past --max-pages, back to the queue)."""
         self.attempted = True
         try:
             response = await self.fetcher.fetch(request)
         except Disallowed:
             self.stats.count("robots_blocked")
-            self._add(Finished.skipped(request))
-            return
+            return Finished.skipped(request)
         except FetchError as exc:
             if isinstance(exc, Blocked):
                 self.stats.count("blocked_private")
-            self._add(Finished.failure(request, exc.kind, str(exc), exc.attempts))
-            return
+            return Finished.failure(request, exc.kind, str(exc), exc.attempts)
         finally:
-            # the request is over: its host may take another while this page is parsed (the
-            # per-host limit counts requests, the global one every URL in the works)
+            # over, however it ended: the host may take another while this page is parsed
+            # (the per-host limit counts requests, the global one every URL in the works)
             self.scheduler.fetched(request)
             self._wake.set()
         media_type, charset = content_type(response.headers.get("content-type"))
@@ -238,16 +238,15 @@ class Engine:
                              headers=response.headers, body=response.body)
             result = (await self.parser.parse([inp]))[0]
         if isinstance(result, ParseFailed):
-            self._add(Finished.failure(request, "parse", str(result), response.attempts))
-            return
-        self._page(request, response, result, media_type)
+            return Finished.failure(request, "parse", str(result), response.attempts)
+        return self._page(request, response, result, media_type)
 
     def _page(self, request: Request, response: Response, result: ParseResult | None,
-              media_type: str | None) -> None:
+              media_type: str | None) -> Finished | None:
         if self._page_budget is not None:
             if self._page_budget <= 0:
                 self._abandoned.append(request.url)  # past --max-pages: back to the queue
-                return
+                return None
             self._page_budget -= 1
             if self._page_budget == 0:
                 self.stop("max_pages")
@@ -258,8 +257,8 @@ class Engine:
                 log.warning("extractor failed on %s: %s", request.url, result.error)
             self.stats.count("links_dropped", result.links_dropped)
             candidates = self._candidates(request, result.links)
-        self._add(Finished.page_of(request, response, result, media_type, candidates,
-                                   archive=self._archive))
+        return Finished.page_of(request, response, result, media_type, candidates,
+                                archive=self._archive)
 
     def _candidates(self, request: Request, links: Sequence[Link]) -> list[Candidate]:
         """The page's links that may join the frontier, once each, in document order."""
