@@ -61,6 +61,7 @@ class Engine:
         self._tasks: asyncio.TaskGroup | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._side: set[asyncio.Task[None]] = set()  # the group's other tasks
+        self._reading = 0  # sitemap readers at work
         self._page_budget = settings.max_pages or None
         self._abandoned: list[str] = []
         self._failure: BaseException | None = None  # of the crawl, not of one URL
@@ -107,12 +108,15 @@ class Engine:
         if self._failure is not None:
             raise self._failure
 
-    def _spawn(self, fn: Loop, name: str) -> None:
-        """A task of the group that ends with the crawl; its failure stops the crawl."""
-        if self._tasks is not None:
-            task = self._tasks.create_task(self._guarded(fn, name), name=name)
-            self._side.add(task)
-            task.add_done_callback(self._side.discard)
+    def _spawn(self, fn: Loop, name: str) -> bool:
+        """A task of the group that ends with the crawl; its failure stops the crawl. False
+        when the crawl is stopping and starts nothing more."""
+        if self._tasks is None:
+            return False
+        task = self._tasks.create_task(self._guarded(fn, name), name=name)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+        return True
 
     async def _guarded(self, fn: Loop, name: str) -> None:
         try:
@@ -162,10 +166,11 @@ class Engine:
             if not self._inflight and not self.scheduler.buffered:
                 await self._flush()
                 if not self.recorder.pending and idle_leases:
-                    if await self.frontier.pending() == 0:
+                    if not self._reading and await self.frontier.pending() == 0:
                         self.stop("exhausted")
                         break
-                    await asyncio.sleep(0.05)  # URLs leased elsewhere: wait for them
+                    # URLs leased elsewhere, or sitemaps still being read: wait for them
+                    await asyncio.sleep(0.05)
                 continue
             if not started:
                 with contextlib.suppress(TimeoutError):
@@ -304,16 +309,18 @@ class Engine:
         if not self.fetcher.reads_sitemaps(origin):
             return  # the fleet's worker that fetched robots.txt reads its sitemaps
         if self.s.sitemaps and sitemaps and not self._stop.is_set():
-            self._spawn(lambda: self._read_sitemaps(origin, sitemaps), f"sitemaps {origin}")
+            self._reading += 1  # until it is done the crawl is not exhausted: its URLs are work
+            if not self._spawn(lambda: self._read_sitemaps(origin, sitemaps),
+                               f"sitemaps {origin}"):
+                self._reading -= 1
 
     async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
         """One origin's sitemaps. Each that cannot be read counts in `sitemap_errors`; a bug
         costs the origin's sitemaps, not the crawl, and is logged as one (a frontier that is
         down still stops the crawl)."""
         try:
-            _, failed = await read_sitemaps(origin, sitemaps, self.fetcher, self.parser,
-                                            self._admit, self._sitemap_url_ok)
-            self.stats.count("sitemap_errors", failed)
+            await read_sitemaps(origin, sitemaps, self.fetcher, self.parser, self._admit,
+                                self._sitemap_url_ok, self.stats)
         except FrontierUnavailable:
             raise
         except Exception as exc:
@@ -321,6 +328,9 @@ class Engine:
             log.error("reading the sitemaps of %s failed: %r (a bug; -v shows where)",
                       origin, exc)
             log.debug("traceback", exc_info=True)
+        finally:
+            self._reading -= 1
+            self._wake.set()
 
     def _admit(self, candidates: list[Candidate]) -> None:
         if self.recorder.admit(candidates):

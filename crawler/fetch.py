@@ -1,4 +1,5 @@
-"""Step 3: fetch a URL on the event loop: politeness, robots.txt, retries, redirects, limits.
+"""Step 5: fetch a URL on the event loop: robots.txt, retries, redirects, limits, each
+attempt through the host's slot (`politeness`).
 
 aiohttp's exceptions are translated into the `FetchError` tree here and nowhere else.
 """

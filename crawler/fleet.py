@@ -1,4 +1,4 @@
-"""Step 3b: what the workers of a shared frontier share besides the queue.
+"""Beside steps 2 to 5: what the workers of a shared frontier share besides the queue.
 
 A worker's `HostSlot` still spaces and caps its own requests; its fleet variant
 (`politeness.SharedSlot`) also takes one of the host's `per_host` places in the fleet and the
@@ -12,17 +12,15 @@ others' totals into stats.json. `Fleet` is that state; the Redis frontier keeps 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .errors import FetchError
+from .fetch import Download
 from .frontier import Orphan
 from .politeness import HostGate
 from .settings import Settings
 
 ROBOTS_WAIT_S = 0.1  # how often a worker looks for robots.txt another one is fetching
-
-Download = Callable[[str], Awaitable[tuple[int, bytes]]]
 
 
 class Fleet(HostGate, Protocol):

@@ -1,4 +1,4 @@
-"""Step 3a: the one per-host gate. Every request to a host, page, retry, robots.txt or
+"""Step 4: the one per-host gate. Every request to a host, page, retry, robots.txt or
 sitemap, starts through that host's `HostSlot`; the scheduler asks the same slot whether a
 leased URL may be handed out. A fleet's slots also hold a place in the fleet's slot for the
 host (`HostGate`, kept in Redis by the shared frontier).

@@ -1,4 +1,4 @@
-"""Step 2b: which leased URL starts next. URLs leased from the frontier wait in per-host
+"""Step 3: which leased URL starts next. URLs leased from the frontier wait in per-host
 buffers; `ready()` hands out those whose host slot (`politeness`) admits one more now, within
 the global limit. It spawns nothing: the engine starts what it is given.
 """
