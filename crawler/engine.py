@@ -1,8 +1,10 @@
 """Steps 2 to 5 in motion, on one event loop: lease, fetch, parse, record.
 
-The engine leases URLs from the frontier into per-host buffers, starts one task per URL while
-the global and per-host limits allow, sends each body to the process pool, and hands every
-outcome to the recorder. It owns those tasks: stopping is stop leasing, cancel what is in
+The scheduler leases URLs from the frontier into per-host buffers and hands out those whose
+host slot admits them; the engine starts one task per URL in its `TaskGroup`, within the
+global limit, sends each body to the process pool, and hands every outcome to the recorder.
+The same group runs the flush timer, the owner's loops and the sitemap readers, so no task
+outlives the crawl and no failure goes unseen. Stopping is stop leasing, cancel what is in
 flight (its URLs go back to the queue), flush. The runner builds its parts and reports on it.
 """
 
@@ -13,29 +15,26 @@ import contextlib
 import logging
 import os
 import signal
-import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from .errors import Blocked, FetchError
-from .fetch import Disallowed, Fetcher, utc_iso
-from .fleet import SharedFetcher
-from .frontier import Candidate, Frontier, Outcome
-from .frontier.redis import FrontierUnavailable
+from .errors import Blocked, FetchError, FrontierUnavailable
+from .fetch import Disallowed, Fetcher
+from .frontier import Candidate, Frontier
 from .models import Link, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool
 from .recorder import Finished, Recorder
-from .records import Record, content_type, error_record, page_record
+from .records import content_type
+from .scheduler import Scheduler
 from .settings import Settings
 from .sitemaps import read_sitemaps
 from .stats import Stats
-from .urls import LinkPolicy, host_of
+from .urls import LinkPolicy
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
-DRY_LEASE_S = 0.05  # after an empty lease, ask again this soon only if something changed
+Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
 class Engine:
@@ -53,56 +52,83 @@ class Engine:
         self.recorder = recorder
         self.policy = policy
         self._archive = archive  # keep responses for the WARC file
+        self.scheduler = Scheduler(frontier, fetcher.politeness.slot,
+                                   concurrency=settings.concurrency, per_host=settings.per_host)
         self.stop_reason: str | None = None
         self.attempted = False
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._buffer: dict[str, deque[Request]] = {}
+        self._side: set[asyncio.Task[None]] = set()  # the group's other tasks
+        self._reading = 0  # sitemap readers at work
         self._page_budget = settings.max_pages or None
-        self._host_inflight: dict[str, int] = {}  # requests being fetched, per host
-        self._fetching: set[str] = set()  # the URLs counted there
-        self._dry: tuple[int, frozenset[str], float] | None = None  # the last empty lease
         self._abandoned: list[str] = []
-        self._side_tasks: set[asyncio.Task[int]] = set()  # sitemap readers
-        self._failure: BaseException | None = None  # of a background task
+        self._failure: BaseException | None = None  # of the crawl, not of one URL
         self._signals = 0
         fetcher.robots.on_loaded = self._on_robots
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def crawl(self, *also: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def crawl(self, *also: Loop) -> None:
         """Run until stopped; `also` are the owner's background loops (stats), run as long."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
-        background = [
-            asyncio.create_task(self.stats.lag.run(), name="loop lag"),
-            asyncio.create_task(self._flush_loop(), name="flush"),
-            *(asyncio.create_task(fn(), name=fn.__name__) for fn in also),
-        ]
-        if self.s.max_runtime_s:
-            background.append(asyncio.create_task(self._deadline(self.s.max_runtime_s)))
-        for task in background:
-            task.add_done_callback(self._on_background_done)
         try:
-            await self._dispatch()
-            if self._failure is not None:
-                raise self._failure
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                self._spawn(self.stats.lag.run, "loop lag")
+                self._spawn(self._flush_loop, "flush")
+                for fn in also:
+                    self._spawn(fn, fn.__name__)
+                if self.s.max_runtime_s:
+                    self._spawn(self._deadline, "deadline")
+                # the group's own body must not raise (it would come out as an exception
+                # group): a failure is kept, and raised once every task is down
+                try:
+                    await self._dispatch()
+                except Exception as exc:
+                    self._failed(exc)
+                finally:
+                    self._tasks = None  # a stop: no new task from here on
+                    for task in list(self._side):
+                        task.cancel()
+                    try:
+                        await self._abandon_inflight()
+                    except Exception as exc:
+                        self._failed(exc)
+            try:
+                await self._flush()
+            except Exception as exc:
+                self._failed(exc)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            side = list(self._side_tasks)
-            for pending in (*background, *side):
-                pending.cancel()
-            await asyncio.gather(*background, *side, return_exceptions=True)
-            await self._abandon_inflight()
-            await self._flush()
+        if self._failure is not None:
+            raise self._failure
 
-    def _on_background_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._failure = task.exception()
-            self.stop("error")
+    def _spawn(self, fn: Loop, name: str) -> bool:
+        """A task of the group that ends with the crawl; its failure stops the crawl. False
+        when the crawl is stopping and starts nothing more."""
+        if self._tasks is None:
+            return False
+        task = self._tasks.create_task(self._guarded(fn, name), name=name)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+        return True
+
+    async def _guarded(self, fn: Loop, name: str) -> None:
+        try:
+            await fn()
+        except Exception as exc:  # kept for crawl() to raise, once the group is down
+            log.debug("%s failed", name, exc_info=True)
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self.stop("error")
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -119,93 +145,55 @@ class Engine:
         self._stop.set()
         self._wake.set()
 
-    async def _deadline(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def _deadline(self) -> None:
+        await asyncio.sleep(self.s.max_runtime_s)
         self.stop("max_runtime")
 
     async def _dispatch(self) -> None:
-        """Lease URLs, start a task per URL while the global and per-host limits allow."""
+        """Lease, start what the scheduler hands out, flush when starved, stop when done."""
         idle_leases = 0
         while not self._stop.is_set():
             self._wake.clear()
             if self.recorder.due:
                 await self._flush()  # before the timer: a big batch costs memory while it waits
-            buffered = self._buffered()
-            skip = {h for h, q in self._buffer.items() if len(q) >= self.s.per_host * 2}
-            if buffered < self.s.concurrency * 2 and not self._still_dry(skip):
-                leased = await self.frontier.lease(self.s.concurrency * 2 - buffered, skip)
-                for request in leased:
-                    self._buffer.setdefault(host_of(request.url), deque()).append(request)
+            leased = await self.scheduler.fill(self.recorder.commits)
+            if leased is not None:
                 idle_leases = 0 if leased else idle_leases + 1
-                self._dry = None if leased else (
-                    self.recorder.commits, frozenset(skip), time.monotonic())
             started = self._start_ready()
-            if self.recorder.pending and not self._buffered():
+            if self.recorder.pending and not self.scheduler.buffered:
                 await self._flush()  # starved: the links waiting in the batch are the work
                 continue
-            if not self._inflight and not self._buffered():
+            if not self._inflight and not self.scheduler.buffered:
                 await self._flush()
                 if not self.recorder.pending and idle_leases:
-                    if await self.frontier.pending() == 0:
+                    if not self._reading and await self.frontier.pending() == 0:
                         self.stop("exhausted")
                         break
-                    await asyncio.sleep(0.05)  # URLs leased elsewhere: wait for them
+                    # URLs leased elsewhere, or sitemaps still being read: wait for them
+                    await asyncio.sleep(0.05)
                 continue
             if not started:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._next_wake())
-
-    def _still_dry(self, skip: set[str]) -> bool:
-        """Whether a lease now would surely come back empty, as the last one did: nothing was
-        committed since (no new links), no host left the skip list, and it was just now (a
-        shared frontier gains URLs from other workers, and hosts become due)."""
-        dry = self._dry
-        return (dry is not None and dry[0] == self.recorder.commits and skip >= dry[1]
-                and time.monotonic() - dry[2] < DRY_LEASE_S)
-
-    def _buffered(self) -> int:
-        return sum(len(q) for q in self._buffer.values())
+                    await asyncio.wait_for(self._wake.wait(), self.scheduler.next_wake())
 
     def _start_ready(self) -> int:
-        started = 0
-        if self.recorder.full:
+        if self.recorder.full or self._tasks is None:
             return 0  # backpressure: the flush that drains it wakes the dispatcher
-        now = time.monotonic()
-        for host in list(self._buffer):
-            queue = self._buffer[host]
-            slot = self.fetcher.slot(host)
-            while (queue and len(self._inflight) < self.s.concurrency
-                   and self._host_inflight.get(host, 0) < slot.concurrency
-                   and slot.ready_at() <= now):
-                request = queue.popleft()
-                self._host_inflight[host] = self._host_inflight.get(host, 0) + 1
-                self._fetching.add(request.url)
-                self._inflight[request.url] = asyncio.create_task(
-                    self._process(request), name=request.url)
-                started += 1
-                if slot.spacing():
-                    break  # one start per wake for a spaced host (delay, breaker)
-            if not queue:
-                del self._buffer[host]
-        return started
-
-    def _next_wake(self) -> float:
-        now = time.monotonic()
-        times = [self.fetcher.slot(h).ready_at() - now for h in self._buffer]
-        return max(0.01, min([0.5, *times]))
+        ready = self.scheduler.ready(self.s.concurrency - len(self._inflight))
+        for request in ready:
+            self._inflight[request.url] = self._tasks.create_task(
+                self._process(request), name=request.url)
+        return len(ready)
 
     async def _abandon_inflight(self) -> None:
         tasks = list(self._inflight.values())
-        urls = [r.url for q in self._buffer.values() for r in q] + list(self._inflight)
+        urls = self.scheduler.drain() + list(self._inflight)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         urls += self._abandoned
         self._abandoned = []
         self._inflight.clear()
-        self._host_inflight.clear()
-        self._fetching.clear()
-        self._buffer.clear()
         if urls:
             await self.frontier.release(urls)
 
@@ -214,87 +202,70 @@ class Engine:
     async def _process(self, request: Request) -> None:
         task = asyncio.current_task()
         try:
-            await self._handle(request)
+            finished = await self._handle(request)
+            if finished is not None:
+                self._add(finished)
         except asyncio.CancelledError:
             raise
         except FrontierUnavailable as exc:  # the crawl's, not the URL's: stop
-            self._failure = exc
-            self.stop("error")
+            self._failed(exc)
         except Exception as exc:  # a bug must cost one URL, not the crawl
             log.error("internal error on %s: %r (a bug; -v shows where)", request.url, exc)
             log.debug("traceback", exc_info=True)
-            self._fail(request, "other", f"internal error: {exc!r}", 1)
+            self._add(Finished.failure(request, "other", f"internal error: {exc!r}", 1))
         finally:
             if self._inflight.get(request.url) is task:
                 del self._inflight[request.url]
-                self._fetched(request)
             self._wake.set()
 
-    def _fetched(self, request: Request) -> None:
-        """The request is over: its host may take another while this page is parsed (the
-        per-host limit counts requests, the global one every URL in the works)."""
-        if request.url in self._fetching:
-            self._fetching.discard(request.url)
-            self._host_inflight[host_of(request.url)] -= 1
-            self._wake.set()
-
-    async def _handle(self, request: Request) -> None:
+    async def _handle(self, request: Request) -> Finished | None:
+        """Fetch, parse: what became of the URL (None: past --max-pages, back to the queue)."""
         self.attempted = True
         try:
             response = await self.fetcher.fetch(request)
         except Disallowed:
             self.stats.count("robots_blocked")
-            self._add(Finished(Outcome(request, "skipped")))
-            return
+            return Finished.skipped(request)
         except FetchError as exc:
             if isinstance(exc, Blocked):
                 self.stats.count("blocked_private")
-            self._fail(request, exc.kind, str(exc), exc.attempts)
-            return
+            return Finished.failure(request, exc.kind, str(exc), exc.attempts)
         finally:
-            self._fetched(request)
+            # over, however it ended: the host may take another while this page is parsed
+            # (the per-host limit counts requests, the global one every URL in the works)
+            self.scheduler.fetched(request)
+            self._wake.set()
+        media_type, charset = content_type(response.headers.get("content-type"))
         result: ParseResult | ParseFailed | None = None
         if response.status != 304:
-            ctype, charset = content_type(response.headers.get("content-type"))
-            inp = ParseInput(url=response.final_url, status=response.status, content_type=ctype,
-                             charset=charset, headers=response.headers, body=response.body)
+            inp = ParseInput(url=response.final_url, status=response.status,
+                             content_type=media_type, charset=charset,
+                             headers=response.headers, body=response.body)
             result = (await self.parser.parse([inp]))[0]
         if isinstance(result, ParseFailed):
-            self._fail(request, "parse", str(result), response.attempts)
-            return
-        self._page(request, response, result)
+            return Finished.failure(request, "parse", str(result), response.attempts)
+        return self._page(request, response, result, media_type)
 
-    def _fail(self, request: Request, kind: str, message: str, attempts: int) -> None:
-        now = time.time()
-        self._add(Finished(Outcome(request, "failed", fetched_at=now),
-                           error=error_record(request, kind, message, attempts, utc_iso(now))))
-
-    def _page(self, request: Request, response: Response, result: ParseResult | None) -> None:
+    def _page(self, request: Request, response: Response, result: ParseResult | None,
+              media_type: str | None) -> Finished | None:
         if self._page_budget is not None:
             if self._page_budget <= 0:
                 self._abandoned.append(request.url)  # past --max-pages: back to the queue
-                return
+                return None
             self._page_budget -= 1
             if self._page_budget == 0:
                 self.stop("max_pages")
-        if result is not None and result.error:
-            self.stats.count("extractor_errors")
-            log.warning("extractor failed on %s: %s", request.url, result.error)
-        record = page_record(request, response, result)
-        links = result.links if result is not None else []
+        candidates: list[Candidate] = []
         if result is not None:
+            if result.error:
+                self.stats.count("extractor_errors")
+                log.warning("extractor failed on %s: %s", request.url, result.error)
             self.stats.count("links_dropped", result.links_dropped)
-        outcome = Outcome(
-            request, "done", status=response.status,
-            fetched_at=time.time(), etag=response.headers.get("etag"),
-            last_modified=response.headers.get("last-modified"),
-            sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
-            candidates=self._candidates(request, links, record))
-        self._add(Finished(outcome, page=record, links=list(links),
-                           response=response if self._archive else None))
+            candidates = self._candidates(request, result.links)
+        return Finished.page_of(request, response, result, media_type, candidates,
+                                archive=self._archive)
 
-    def _candidates(self, request: Request, links: Sequence[Link],
-                    record: Record) -> list[Candidate]:
+    def _candidates(self, request: Request, links: Sequence[Link]) -> list[Candidate]:
         """The page's links that may join the frontier, once each, in document order."""
         depth = request.depth + 1
         if 0 <= self.s.max_depth < depth:
@@ -335,16 +306,35 @@ class Engine:
     # -- sitemaps ---------------------------------------------------------------------------
 
     def _on_robots(self, origin: str, sitemaps: Sequence[str]) -> None:
-        if isinstance(self.fetcher, SharedFetcher) and origin not in self.fetcher.downloaded:
-            return  # the worker that fetched robots.txt reads its sitemaps for the fleet
+        if not self.fetcher.reads_sitemaps(origin):
+            return  # the fleet's worker that fetched robots.txt reads its sitemaps
         if self.s.sitemaps and sitemaps and not self._stop.is_set():
-            task = asyncio.create_task(read_sitemaps(
-                origin, sitemaps, self.fetcher, self.parser, self._admit, self._sitemap_url_ok))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+            self._reading += 1  # until it is done the crawl is not exhausted: its URLs are work
+            if not self._spawn(lambda: self._read_sitemaps(origin, sitemaps),
+                               f"sitemaps {origin}"):
+                self._reading -= 1
+
+    async def _read_sitemaps(self, origin: str, sitemaps: Sequence[str]) -> None:
+        """One origin's sitemaps. Each that cannot be read counts in `sitemap_errors`; a bug
+        costs the origin's sitemaps, not the crawl, and is logged as one (a frontier that is
+        down still stops the crawl)."""
+        try:
+            await read_sitemaps(origin, sitemaps, self.fetcher, self.parser, self._admit,
+                                self._sitemap_url_ok, self.stats)
+        except FrontierUnavailable:
+            raise
+        except Exception as exc:
+            self.stats.count("sitemap_errors")
+            log.error("reading the sitemaps of %s failed: %r (a bug; -v shows where)",
+                      origin, exc)
+            log.debug("traceback", exc_info=True)
+        finally:
+            self._reading -= 1
+            self._wake.set()
 
     def _admit(self, candidates: list[Candidate]) -> None:
-        self._add(Finished(Outcome(None, "admit", candidates=candidates)))
+        if self.recorder.admit(candidates):
+            self._wake.set()
 
     def _sitemap_url_ok(self, url: str) -> bool:
         return self.s.max_depth != 0 and self.policy.refusal(url) is None

@@ -6,6 +6,8 @@
     │   ├── SeedError           seed lines (names every bad line)
     │   └── OutputError         an output folder that cannot be written (names the path)
     ├── LockedError             another run holds the job's lock: exit 3
+    ├── FrontierUnavailable     the shared frontier stayed unreachable (or lost the
+    │                           worker's leases): the crawl stops, exit 1
     └── FetchError              one URL given up on; becomes an error record
         ├── FetchTimeout        kind "timeout"
         ├── FetchConnection     kind "connection"
@@ -51,6 +53,11 @@ class OutputError(UsageError):
 
 class LockedError(CrawlError):
     exit_code = 3
+
+
+class FrontierUnavailable(CrawlError):
+    """The shared frontier's Redis stayed unreachable past the bound, or this worker's leases
+    expired: the crawl's failure, not a URL's; exit 1 with the server named."""
 
 
 class FetchError(CrawlError):

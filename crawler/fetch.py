@@ -1,23 +1,26 @@
-"""Step 3: fetch a URL on the event loop: politeness, robots.txt, retries, redirects, limits.
+"""Step 5: fetch a URL on the event loop: robots.txt, retries, redirects, limits, each
+attempt through the host's slot (`politeness`).
 
 aiohttp's exceptions are translated into the `FetchError` tree here and nowhere else.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from typing import Protocol
 from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from .clock import utc_iso
 from .decoding import BodyDecoder, Overflow, codings
 from .errors import (
     Blocked,
@@ -29,6 +32,7 @@ from .errors import (
     TooLarge,
 )
 from .models import Request, Response
+from .politeness import HostSlot, Politeness
 from .robots import ROBOTS_MAX_BYTES, Robots
 from .settings import Settings
 from .stats import Stats
@@ -40,13 +44,21 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
+Download = Callable[[str], Awaitable[tuple[int, bytes]]]
+
+
+class RobotsVia(Protocol):
+    """Another way to get robots.txt than downloading it each time (a fleet's, shared)."""
+
+    def __call__(self, url: str, download: Download) -> Awaitable[tuple[int, bytes]]:
+        """robots.txt at `url`, calling `download` when it must come from the host."""
+
+    def mine(self, origin: str) -> bool:
+        """Whether this process downloaded the origin's robots.txt."""
+
+
 class Disallowed(Exception):
     """Control flow, not an error: robots.txt forbids the URL itself, so it gets no record."""
-
-
-def utc_iso(epoch: float) -> str:
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -63,77 +75,6 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - now)
-
-
-BREAKER_THRESHOLD = 3  # consecutive failed attempts on one host that open its breaker
-
-
-class HostSlot:
-    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off.
-
-    A small circuit breaker: after BREAKER_THRESHOLD failed attempts in a row (5xx, timeout,
-    connection error), starts to this host are spaced by a pause that doubles with each
-    further failure, from `pause` up to `max_pause`; one answer that is not a failure closes
-    it. Other hosts have slots of their own and keep their pace.
-    """
-
-    def __init__(self, concurrency: int, delay: float, pause: float = 0.5,
-                 max_pause: float = 60.0) -> None:
-        self.concurrency = concurrency
-        self.delay = delay
-        self.active = 0
-        self._semaphore = asyncio.Semaphore(concurrency)
-        self._next_start = 0.0
-        self._pause = pause
-        self._max_pause = max_pause
-        self.failures = 0  # consecutive failed attempts
-
-    def failed(self) -> None:
-        self.failures += 1
-        if self.failures >= BREAKER_THRESHOLD:
-            self.defer(self.spacing())
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-    def spacing(self) -> float:
-        """Least time between two request starts: the delay, or the breaker's pause."""
-        if self.failures < BREAKER_THRESHOLD:
-            return self.delay
-        pause = self._pause * 2.0 ** min(self.failures - BREAKER_THRESHOLD, 30)
-        return max(self.delay, min(pause, self._max_pause))
-
-    @property
-    def full(self) -> bool:
-        return self.active >= self.concurrency
-
-    def ready_at(self) -> float:
-        return self._next_start
-
-    def defer(self, seconds: float) -> None:
-        """No request to this host starts within `seconds` (Retry-After, back-off)."""
-        self._next_start = max(self._next_start, time.monotonic() + seconds)
-
-    async def __aenter__(self) -> HostSlot:
-        await self._semaphore.acquire()
-        self.active += 1
-        try:
-            while True:  # defer() may push the start further while we sleep
-                now = time.monotonic()
-                wait = self._next_start - now
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-            self._next_start = now + self.spacing()
-        except BaseException:
-            self.active -= 1
-            self._semaphore.release()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.active -= 1
-        self._semaphore.release()
 
 
 class AddressGuard(AbstractResolver):
@@ -194,26 +135,34 @@ class Fetcher:
     """One URL in, one `Response` out (or a `FetchError`), over the run's one ClientSession."""
 
     def __init__(self, session: aiohttp.ClientSession, settings: Settings, policy: LinkPolicy,
-                 guard: AddressGuard, stats: Stats) -> None:
+                 guard: AddressGuard, stats: Stats, politeness: Politeness,
+                 robots_via: RobotsVia | None = None) -> None:
         self._session = session
         self._s = settings
         self._policy = policy
         self._guard = guard
         self._stats = stats
-        self._slots: dict[str, HostSlot] = {}
+        self.politeness = politeness
+        self._via = robots_via
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout, sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout)
-        self.robots = Robots(self._download_robots, settings.user_agent, obey=settings.robots)
+        self.robots = Robots(self._robots_txt, settings.user_agent, obey=settings.robots)
 
     def slot(self, host: str) -> HostSlot:
-        slot = self._slots.get(host)
-        if slot is None:
-            slot = self._slots[host] = HostSlot(self._s.per_host, self._s.delay,
-                                                self._s.backoff, self._s.max_retry_after)
-        return slot
+        return self.politeness.slot(host)
 
     # -- robots.txt -----------------------------------------------------------------------
+
+    def reads_sitemaps(self, origin: str) -> bool:
+        """Whether this process reads the sitemaps the origin's robots.txt names: always,
+        unless robots.txt is shared and another process downloaded it (and reads them)."""
+        return self._via is None or self._via.mine(origin)
+
+    async def _robots_txt(self, url: str) -> tuple[int, bytes]:
+        if self._via is None:
+            return await self._download_robots(url)
+        return await self._via(url, self._download_robots)
 
     async def _download_robots(self, url: str) -> tuple[int, bytes]:
         """robots.txt, following up to five redirects (RFC 9309 2.3.1.2)."""

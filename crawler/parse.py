@@ -148,7 +148,7 @@ def parse(inp: ParseInput) -> ParseResult:
 
 
 def _is_html(inp: ParseInput, data: bytes, bom: str | None) -> bool:
-    media_type = (inp.content_type or "").partition(";")[0].strip().lower()
+    media_type = inp.content_type or ""  # parsed once, by `records.content_type`
     sniffed = not media_type and _HTML_SNIFF.match(data[:512]) is not None
     if media_type not in _HTML_TYPES and not sniffed:
         return False

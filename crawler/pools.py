@@ -62,12 +62,19 @@ def _watch(owner: int) -> None:
     # A crawl killed with -9 cannot stop its pool; without this its workers would live on.
     while True:
         time.sleep(1.0)
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
+        if not pid_alive(owner):
             os._exit(0)
-        except PermissionError:
-            pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts: it is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ThreadPool:

@@ -25,13 +25,16 @@ written into SQLite.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from . import failpoints
-from .frontier import Frontier, Journal, Outcome
-from .models import Link, Request, Response
+from .clock import utc_iso
+from .frontier import Admission, Candidate, Frontier, Journal, Outcome
+from .models import Link, ParseResult, Request, Response
 from .pools import ThreadPool
-from .records import Record, link_record
+from .records import Record, error_record, link_record, page_record
 from .sinks import JsonlFiles, PluginSinks, encode_batches
 from .stats import Stats
 from .warc import WarcFile
@@ -41,15 +44,43 @@ FLUSH_LINKS = 16_384  # links that do the same: hub pages carry thousands each
 BACKLOG = 4  # flushes' worth waiting, past which the engine starts no new URL
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Finished:
-    """One URL's outcome and what it produced, waiting for the next flush."""
+    """One URL's end, as the engine saw it, waiting for the next flush: the outcome the
+    frontier makes durable and the records it produced, built here once (`page`, `failure`,
+    `skipped`), never changed after; the flush only adds what the frontier answers."""
 
     outcome: Outcome
-    page: Record | None = None
-    links: list[Link] = field(default_factory=list)
+    page: Record | None = None  # its `near_duplicate_of` comes with the flush
+    links: Sequence[Link] = ()
     error: Record | None = None
     response: Response | None = None  # for the WARC file
+
+    @classmethod
+    def page_of(cls, request: Request, response: Response, result: ParseResult | None,
+                media_type: str | None, candidates: Sequence[Candidate], *,
+                archive: bool) -> Finished:
+        """A page record (`result` None for a 304) and the outcome that says the same."""
+        record = page_record(request, response, result, media_type)
+        outcome = Outcome(
+            request, "done", status=response.status, fetched_at=time.time(),
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
+            candidates=tuple(candidates))
+        return cls(outcome, page=record, links=result.links if result is not None else (),
+                   response=response if archive else None)
+
+    @classmethod
+    def failure(cls, request: Request, kind: str, message: str, attempts: int) -> Finished:
+        now = time.time()
+        return cls(Outcome(request, "failed", fetched_at=now),
+                   error=error_record(request, kind, message, attempts, utc_iso(now)))
+
+    @classmethod
+    def skipped(cls, request: Request) -> Finished:
+        """robots.txt forbids it: no record."""
+        return cls(Outcome(request, "skipped"))
 
 
 class Recorder:
@@ -62,6 +93,7 @@ class Recorder:
         self._threads = threads
         self._stats = stats
         self._pending: list[Finished] = []
+        self._extra: list[Candidate] = []  # URLs of no page (a sitemap's)
         self._links = 0  # links and candidates of the pending outcomes
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -74,6 +106,12 @@ class Recorder:
         self._links += len(finished.links) + len(finished.outcome.candidates)
         return self.due
 
+    def admit(self, candidates: Sequence[Candidate]) -> bool:
+        """Queue URLs found outside a page (a sitemap's) for the next flush; True when due."""
+        self._extra.extend(candidates)
+        self._links += len(candidates)
+        return self.due
+
     @property
     def due(self) -> bool:
         """Enough is waiting for a flush before the timer's."""
@@ -81,7 +119,7 @@ class Recorder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending or self._extra)
 
     @property
     def full(self) -> bool:
@@ -107,23 +145,25 @@ class Recorder:
 
     async def _flush(self) -> None:
         async with self._lock:
-            if not self._pending:
+            if not self._pending and not self._extra:
                 return
             batch, self._pending, self._links = self._pending, [], 0
-            await self._frontier.prepare([f.outcome for f in batch])
+            extra, self._extra = self._extra, []
+            prepared = await self._frontier.prepare([f.outcome for f in batch], extra)
+            self._stats.count("duplicates", prepared.admitted.count(False))
             pages: list[Record] = []
             links: list[Record] = []
             errors: list[Record] = []
-            for f in batch:
+            for f, admission in zip(batch, prepared.admissions, strict=True):
                 if f.page is not None:
-                    f.page["near_duplicate_of"] = f.outcome.near_duplicate_of
-                    pages.append(f.page)
-                    links.extend(self._link_records(f.outcome, f.page, f.links))
-                    self._count_page(f.outcome.request, f.page)
+                    page = {**f.page, "near_duplicate_of": admission.near_duplicate_of}
+                    pages.append(page)
+                    links.extend(self._link_records(f.outcome, admission, page, f.links))
+                    self._count_page(f.outcome.request, page)
                 if f.error is not None:
                     errors.append(f.error)
                     self._stats.error(f.error["kind"])
-                self._stats.count("duplicates", f.outcome.admitted.count(False))
+                self._stats.count("duplicates", admission.admitted.count(False))
             data = await self._threads.run(
                 encode_batches, {"pages": pages, "links": links, "errors": errors})
             # links, the bulk of the bytes, go to disk before the commit and are only cut back
@@ -140,15 +180,17 @@ class Recorder:
                 journal.files["sinks"] = (self._sinks.delivered, b"")
             journal.totals = self._stats.totals()
             failpoints.reach("before-commit")
-            await self._frontier.commit(journal)
+            await self._frontier.commit(prepared, journal)
             self.commits += 1
             failpoints.reach("after-commit")
             await self._files.write(data)
             failpoints.reach("after-write")
             await self._sinks.put(pages, self._files.sizes["pages"])
 
-    def _link_records(self, outcome: Outcome, page: Record, links: list[Link]) -> list[Record]:
-        admitted = {c.url: ok for c, ok in zip(outcome.candidates, outcome.admitted, strict=True)}
+    def _link_records(self, outcome: Outcome, admission: Admission, page: Record,
+                      links: Sequence[Link]) -> list[Record]:
+        admitted = {c.url: ok for c, ok in zip(outcome.candidates, admission.admitted,
+                                               strict=True)}
         records = []
         for link in links:
             followed = admitted.pop(link.to, False)  # a repeat of a link is not followed again
@@ -156,10 +198,10 @@ class Recorder:
         self._stats.count("links", len(records))
         return records
 
-    def _count_page(self, request: Request | None, page: Record) -> None:
+    def _count_page(self, request: Request, page: Record) -> None:
         """The page counts and the run's change summary (new, changed, unchanged, gone)."""
         self._stats.page(page["status"], page["bytes"] or 0)
-        last = None if request is None else request.last_status
+        last = request.last_status
         # each page counted once (contract 4b): a page gone is not also changed
         if last is None:
             self._stats.count("new")

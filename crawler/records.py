@@ -30,8 +30,10 @@ def content_type(value: str | None) -> tuple[str | None, str | None]:
     return media.strip().lower() or None, charset
 
 
-def page_record(request: Request, response: Response, result: ParseResult | None) -> Record:
-    """A page record; `result` is None for a 304, whose fields come from the last full fetch."""
+def page_record(request: Request, response: Response, result: ParseResult | None,
+                media_type: str | None) -> Record:
+    """A page record; `result` is None for a 304, whose fields come from the last full fetch;
+    `media_type` is the Content-Type's, as `content_type` read it for the parse."""
     not_modified = response.status == 304
     record: Record = {
         "url": request.url,
@@ -40,7 +42,7 @@ def page_record(request: Request, response: Response, result: ParseResult | None
         "depth": request.depth,
         "referrer": request.referrer,
         "fetched_at": response.fetched_at,
-        "content_type": content_type(response.headers.get("content-type"))[0],
+        "content_type": media_type,
         "bytes": len(response.body),
         "elapsed_ms": response.elapsed_ms,
         "attempts": response.attempts,

@@ -1,9 +1,10 @@
 """One invocation of one job: builds the stages, resumes the run's files, runs the engine,
 reports, and ends the run.
 
-seeds -> frontier -> fetch (loop) -> parse (process pool) -> records -> frontier + sinks.
-The runner owns both pools, the one ClientSession, the files and the frontier; the engine
-(`engine.py`) owns the tasks that crawl. It picks the frontier (SQLite, or Redis when shared),
+seeds -> frontier -> scheduler -> politeness + fetch (loop) -> parse (process pool) ->
+recorder -> frontier + files + sinks. The runner owns both pools, the one ClientSession, the
+host slots, the files and the frontier; the engine (`engine.py`) owns the tasks that crawl.
+It picks the frontier (SQLite, or Redis when shared, which is then also the `fleet`),
 makes a resumed run's files agree with its last commit, writes stats.json, points `latest`.
 """
 
@@ -21,13 +22,15 @@ from typing import Any
 
 import aiohttp
 
+from .clock import utc_iso
 from .engine import Engine
 from .errors import OutputError
-from .fetch import AddressGuard, Fetcher, utc_iso
-from .fleet import SharedFetcher
+from .fetch import AddressGuard, Fetcher
+from .fleet import Fleet, SharedRobots
 from .frontier import Frontier, Journal, RunInfo
 from .frontier.redis import RedisFrontier
 from .frontier.sqlite import SqliteFrontier
+from .politeness import Politeness
 from .pools import ParsePool, ThreadPool
 from .progress import Progress
 from .recorder import Recorder
@@ -51,6 +54,7 @@ class Runner:
         self.stats = Stats()
         self.engine: Engine | None = None
         self.warc: WarcFile | None = None
+        self.fleet: Fleet | None = None  # the other workers' state, of a shared frontier
         self._left = 0  # frontier_left at the last snapshot
 
     @property
@@ -95,7 +99,7 @@ class Runner:
         self.policy = await self._policy()
         frontier: Frontier
         if self.s.frontier:
-            frontier = RedisFrontier(self.s, self.job)
+            frontier = self.fleet = RedisFrontier(self.s, self.job)
         else:
             frontier = SqliteFrontier(
                 self.job_dir, self.threads, max_pages_per_host=self.s.max_pages_per_host,
@@ -142,12 +146,10 @@ class Runner:
             self.recorder = Recorder(self.frontier, self.files, self.sinks, self.warc,
                                      self.threads, self.stats)
             async with session:
-                self.fetcher: Fetcher
-                if isinstance(self.frontier, RedisFrontier):
-                    self.fetcher = SharedFetcher(session, self.s, self.policy, guard,
-                                                 self.stats, self.frontier)
-                else:
-                    self.fetcher = Fetcher(session, self.s, self.policy, guard, self.stats)
+                self.politeness = Politeness(self.s, self.fleet)
+                self.fetcher = Fetcher(
+                    session, self.s, self.policy, guard, self.stats, self.politeness,
+                    SharedRobots(self.fleet, self.s) if self.fleet is not None else None)
                 self.engine = Engine(self.s, self.stats, self.frontier, self.fetcher,
                                      self.parser, self.recorder, self.policy,
                                      archive=self.warc is not None)
@@ -156,6 +158,7 @@ class Runner:
                     await self.engine.crawl(self._report_loop)
                 finally:
                     self.progress.stop()
+                    await self.politeness.aclose()
         finally:
             await self._shutdown()
         return self._exit_code()
@@ -163,10 +166,12 @@ class Runner:
     async def _settle_orphans(self) -> None:
         """Write the last committed batch of each dead worker of this machine onto its part
         files: a worker killed after its commit and before its writes may never return."""
-        for orphan in await self.frontier.orphans():
+        if self.fleet is None:
+            return  # one process per job: no other worker's files
+        for orphan in await self.fleet.orphans():
             await settle(self.job_dir / "runs" / orphan.run_id, f"-{orphan.worker}",
                          orphan.journal, self.threads)
-            await self.frontier.settled(orphan)
+            await self.fleet.settled(orphan)
             log.info("settled the files of dead worker %s", orphan.worker)
 
     async def _start_sinks(self, mark: tuple[int, bytes] | None) -> None:
@@ -238,10 +243,10 @@ class Runner:
         """stats.json; a worker of a shared frontier also writes its own stats-WORKER.json,
         and its stats.json sums the figures every worker of the run has committed."""
         data = self.snapshot(finished_at)
-        if self.suffix:
+        if self.fleet is not None:
             await self.threads.run(write_json_atomic,
                                    self.run_dir / f"stats{self.suffix}.json", data)
-            data = self.snapshot(finished_at, await self.frontier.others())
+            data = self.snapshot(finished_at, await self.fleet.others())
         await self.threads.run(write_json_atomic, self.run_dir / "stats.json", data)
         return data
 

@@ -1,4 +1,4 @@
-"""Step 3b: the sitemaps that robots.txt names, read for more URLs (depth 1, no records)."""
+"""Beside step 5: the sitemaps that robots.txt names, read for more URLs (depth 1, no records)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .fetch import Fetcher
 from .frontier import Candidate
 from .parse import parse_sitemap
 from .pools import ParseFailed, ParsePool
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,12 @@ MAX_URLS = 50_000  # per sitemap file, as the sitemap protocol allows
 
 async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
                         parser: ParsePool, admit: Callable[[list[Candidate]], None],
-                        may_follow: Callable[[str], bool]) -> int:
+                        may_follow: Callable[[str], bool], stats: Stats) -> int:
     """Fetch the origin's sitemaps (and the sitemap indexes' children) on the loop, parse
-    them in the process pool with entities off, and hand their URLs to `admit`. Returns the
-    number of sitemap files read. Sitemaps of other origins are ignored."""
+    them in the process pool with entities off, and hand their URLs to `admit`. Each that
+    cannot be read (an HTTP error, a fetch error, a parse failure) counts in
+    `sitemap_errors`. Returns the number of sitemap files asked for. Sitemaps of other
+    origins are ignored."""
     queue = [u for u in sitemaps if u.startswith(origin)]
     seen: set[str] = set()
     while queue and len(seen) < MAX_SITEMAPS:
@@ -34,10 +37,12 @@ async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
             status, body = await fetcher.document(url)
             if status != 200:
                 log.info("sitemap %s: HTTP %d", url, status)
+                stats.count("sitemap_errors")
                 continue
             pages, children = await parser.call(parse_sitemap, body, MAX_URLS)
         except (FetchError, ParseFailed) as exc:
             log.info("sitemap %s: %s", url, exc)
+            stats.count("sitemap_errors")
             continue
         queue.extend(c for c in children if c.startswith(origin))
         candidates = [Candidate(p, 1, url) for p in pages if may_follow(p)]

@@ -44,7 +44,7 @@ class Stats:
 
     COUNTERS = ("pages", "errors", "bytes", "robots_blocked", "out_of_scope", "duplicates",
                 "retries", "new", "changed", "unchanged", "gone", "links", "sink_errors",
-                "extractor_errors", "links_dropped", "blocked_private")
+                "extractor_errors", "links_dropped", "blocked_private", "sitemap_errors")
 
     def __init__(self) -> None:
         # this invocation's tallies; `_earlier` holds those of the run's earlier invocations

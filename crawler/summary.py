@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .clock import iso
 from .reader import read_errors, read_links, read_pages, read_stats, run_folder
 
 __all__ = ["summarize"]
@@ -87,8 +88,8 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run),
         "job": str(stats.get("job") or run.parent.parent.name),
         "run_id": str(stats.get("run_id") or run.name),
-        "started_at": stats.get("started_at") or (_iso(min(times)) if times else None),
-        "finished_at": stats.get("finished_at") or (_iso(max(times)) if times else None),
+        "started_at": stats.get("started_at") or (iso(min(times)) if times else None),
+        "finished_at": stats.get("finished_at") or (iso(max(times)) if times else None),
         "stop_reason": stats.get("stop_reason"),
         "pages": pages,
         "errors": sum(kinds.values()),
@@ -132,10 +133,6 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
@@ -196,7 +193,7 @@ def _timeline(times: list[datetime]) -> dict[str, Any] | None:
     for at in times:
         counts[_ms(at - start) // bucket] += 1
     bucket_s = bucket // 1000 if bucket >= 1000 else bucket / 1000
-    return {"start": _iso(start), "bucket_s": bucket_s, "counts": counts}
+    return {"start": iso(start), "bucket_s": bucket_s, "counts": counts}
 
 
 def _ms(delta: timedelta) -> int:

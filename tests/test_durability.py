@@ -443,8 +443,8 @@ async def test_journal_commits_with_the_state_and_a_rollback_leaves_neither(
         info = await frontier.open(["http://127.0.0.1:1/"], fresh=False, recrawl_after_s=0)
         assert not info.resumed and info.journal.files == {}
         await frontier.lease(1, ())
-        await frontier.prepare([])
-        await frontier.commit(Journal({"pages": (0, b"x\n")}, {"counters": {"pages": 1}}))
+        batch = await frontier.prepare([])
+        await frontier.commit(batch, Journal({"pages": (0, b"x\n")}, {"counters": {"pages": 1}}))
         await frontier.prepare([])  # a batch that never commits: the process dies here
         db = sqlite3.connect(tmp_path / "state.sqlite")
         assert db.execute("SELECT kind, base, data FROM journal").fetchall() == \

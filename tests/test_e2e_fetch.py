@@ -145,6 +145,19 @@ async def test_sitemaps_named_in_robots_txt_are_read_safely(site: Site, tmp_path
     assert not [p for p in site.paths() if "aaaa" in p], "an entity was expanded"
 
 
+async def test_a_sitemap_that_cannot_be_read_is_counted_and_the_others_still_read(
+        site: Site, tmp_path: Path) -> None:
+    site.robots.status = 200
+    site.robots.body = (f"User-agent: *\nAllow: /\nSitemap: {site.url('/sitemap-gone.xml')}\n"
+                        f"Sitemap: {site.url('/sitemap.xml')}\n")
+    _, run = await crawl(site, tmp_path, "/sm/start")
+
+    assert site.count("/sitemap-gone.xml") == 1, "the missing sitemap was asked for"
+    assert run.stats["sitemap_errors"] == 1, "its failure is counted, not swallowed"
+    found = run.page(site.url("/sm/only-in-sitemap"))
+    assert (found["depth"], found["referrer"]) == (1, site.url("/sitemap.xml"))
+
+
 # --- redirects ------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from crawler.errors import Blocked
-from crawler.fetch import BREAKER_THRESHOLD, AddressGuard, HostSlot, retry_after_s
+from crawler.fetch import AddressGuard, retry_after_s
+from crawler.politeness import BREAKER_THRESHOLD, HostSlot
 from crawler.urls import LinkPolicy, address_class
 
 # asyncio's clock and time.monotonic agree, but a wake-up may be reported a hair early

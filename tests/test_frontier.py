@@ -85,8 +85,8 @@ async def fetch_all(frontier: SqliteFrontier) -> list[str]:
     """Lease and complete everything queued, as one run would."""
     urls = []
     while requests := await frontier.lease(10, ()):
-        await frontier.prepare([done(r) for r in requests])
-        await frontier.commit(Journal())
+        batch = await frontier.prepare([done(r) for r in requests])
+        await frontier.commit(batch, Journal())
         urls += [r.url for r in requests]
     return urls
 
@@ -143,8 +143,8 @@ async def test_pending_counts_queued_and_leased(job: Job) -> None:
     assert await frontier.pending() == 3
     requests = await frontier.lease(2, ())
     assert await frontier.pending() == 3
-    await frontier.prepare([done(requests[0])])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([done(requests[0])])
+    await frontier.commit(batch, Journal())
     assert await frontier.pending() == 2
 
 
@@ -155,9 +155,9 @@ async def test_prepare_and_commit_mark_done_and_admit_links(job: Job) -> None:
     frontier = await job.open([A, B])
     (request,) = await frontier.lease(1, ())
     outcome = done(request, "http://a.test/new", B, A, "http://a.test/new", "http://a.test/2")
-    await frontier.prepare([outcome])
-    assert outcome.admitted == [True, False, False, False, True]
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([outcome])
+    assert batch.of(outcome).admitted == [True, False, False, False, True]
+    await frontier.commit(batch, Journal())
     states = job.states()
     assert states[A] == DONE
     assert states["http://a.test/new"] == QUEUED
@@ -170,20 +170,19 @@ async def test_prepare_and_commit_mark_done_and_admit_links(job: Job) -> None:
 async def test_failed_and_skipped_outcomes_leave_the_queue(job: Job) -> None:
     frontier = await job.open([A, B])
     a, b = await frontier.lease(2, ())
-    await frontier.prepare([Outcome(request=a, state="failed"),
-                            Outcome(request=b, state="skipped")])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([Outcome(request=a, state="failed"),
+                                    Outcome(request=b, state="skipped")])
+    await frontier.commit(batch, Journal())
     assert await frontier.pending() == 0
     assert LEASED not in job.states().values()
 
 
 async def test_links_only_outcome_admits_without_a_request(job: Job) -> None:
     frontier = await job.open([A])
-    outcome = Outcome(request=None, state="admit",
-                      candidates=[Candidate("http://a.test/from-sitemap", 1, A + "sitemap.xml")])
-    await frontier.prepare([outcome])
-    await frontier.commit(Journal())
-    assert outcome.admitted == [True]
+    batch = await frontier.prepare(
+        [], [Candidate("http://a.test/from-sitemap", 1, A + "sitemap.xml")])
+    await frontier.commit(batch, Journal())
+    assert batch.admitted == [True]
     assert await frontier.pending() == 2
 
 
@@ -192,10 +191,10 @@ async def test_per_host_budget_refuses_past_the_limit(job: Job) -> None:
     (request,) = await frontier.lease(1, ())
     links = [f"http://a.test/{i}" for i in range(5)] + ["http://b.test/1", "http://b.test/2"]
     outcome = done(request, *links)
-    await frontier.prepare([outcome])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([outcome])
+    await frontier.commit(batch, Journal())
     # a.test holds A plus two more; b.test holds B plus two more
-    assert outcome.admitted == [True, True, False, False, False, True, True]
+    assert batch.of(outcome).admitted == [True, True, False, False, False, True, True]
     assert await frontier.pending() == 2 + 3  # A is done
 
 
@@ -228,23 +227,23 @@ async def test_near_duplicate_within_hamming_3_names_the_earlier_page(job: Job) 
         done(far, simhash=_hash([1, 2, 20, 40, 60])),  # distance 5 from the first
         done(spread, simhash=_hash([5, 21, 37])),  # distance 3, no block shared with `close`
     ]
-    await frontier.prepare(outcomes)
-    await frontier.commit(Journal())
-    assert outcomes[0].near_duplicate_of is None
-    assert outcomes[1].near_duplicate_of == first.url
-    assert outcomes[2].near_duplicate_of is None
-    assert outcomes[3].near_duplicate_of == first.url
+    batch = await frontier.prepare(outcomes)
+    await frontier.commit(batch, Journal())
+    assert batch.admissions[0].near_duplicate_of is None
+    assert batch.admissions[1].near_duplicate_of == first.url
+    assert batch.admissions[2].near_duplicate_of is None
+    assert batch.admissions[3].near_duplicate_of == first.url
 
 
 async def test_near_duplicate_found_across_batches(job: Job) -> None:
     frontier = await job.open([A, B])
     a, b = await frontier.lease(2, ())
-    await frontier.prepare([done(a, simhash=_hash([]))])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([done(a, simhash=_hash([]))])
+    await frontier.commit(batch, Journal())
     later = done(b, simhash=_hash([30]))
-    await frontier.prepare([later])
-    await frontier.commit(Journal())
-    assert later.near_duplicate_of == A
+    batch = await frontier.prepare([later])
+    await frontier.commit(batch, Journal())
+    assert batch.of(later).near_duplicate_of == A
 
 
 async def test_a_page_is_never_its_own_duplicate(job: Job) -> None:
@@ -255,9 +254,9 @@ async def test_a_page_is_never_its_own_duplicate(job: Job) -> None:
     frontier = await job.open([A], recrawl_after_s=0)
     (again,) = await frontier.lease(1, ())
     first = done(again, simhash=_hash([]))
-    await frontier.prepare([first])
-    await frontier.commit(Journal())
-    assert first.near_duplicate_of is None
+    batch = await frontier.prepare([first])
+    await frontier.commit(batch, Journal())
+    assert batch.of(first).near_duplicate_of is None
 
 
 # --- crashes, resumes and runs ------------------------------------------------------------
@@ -395,15 +394,14 @@ async def test_pending_kept_in_memory_matches_the_table_through_every_move(job: 
     frontier = await job.open([A, B])
     assert await frontier.pending() == unfinished() == 2
     a, b = await frontier.lease(2, ())
-    await frontier.prepare([done(a, "http://a.test/1", "http://a.test/2", A),
-                            Outcome(request=b, state="failed")])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([done(a, "http://a.test/1", "http://a.test/2", A),
+                                    Outcome(request=b, state="failed")])
+    await frontier.commit(batch, Journal())
     assert await frontier.pending() == unfinished() == 2
     leased = await frontier.lease(1, ())
     await frontier.release([r.url for r in leased])
-    await frontier.prepare([Outcome(request=None, state="admit",
-                                    candidates=[Candidate("http://a.test/3", 1, A)])])
-    await frontier.commit(Journal())
+    batch = await frontier.prepare([], [Candidate("http://a.test/3", 1, A)])
+    await frontier.commit(batch, Journal())
     assert await frontier.pending() == unfinished() == 3
     await frontier.close()
     again = await job.open(["http://c.test/"])

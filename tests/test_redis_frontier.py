@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from crawler.frontier import Candidate, Journal, Outcome
+from crawler.frontier import Candidate, Journal, Outcome, Prepared
 from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
+from crawler.politeness import BREAKER_THRESHOLD, Politeness
 from crawler.settings import load
 from tests.conftest import RedisServer
 
@@ -48,9 +49,10 @@ def _done(request: Any, *links: str, simhash: str | None = None) -> Outcome:
                    candidates=[Candidate(u, request.depth + 1, request.url) for u in links])
 
 
-async def _ack(frontier: RedisFrontier, outcomes: list[Outcome]) -> None:
-    await frontier.prepare(outcomes)
-    await frontier.commit(Journal({"pages": (0, b"x\n")}, {"counters": {"pages": 1}}))
+async def _ack(frontier: RedisFrontier, outcomes: list[Outcome]) -> Prepared:
+    batch = await frontier.prepare(outcomes)
+    await frontier.commit(batch, Journal({"pages": (0, b"x\n")}, {"counters": {"pages": 1}}))
+    return batch
 
 
 async def test_enqueue_admits_each_url_once_and_pending_counts_queued_and_leased(
@@ -62,8 +64,8 @@ async def test_enqueue_admits_each_url_once_and_pending_counts_queued_and_leased
     assert [r.url for r in leased] == [f"{ORIGIN}/1", f"{ORIGIN}/2"]
     assert await a.pending() == 2, "leased URLs are still pending"
     outcome = _done(leased[0], f"{ORIGIN}/2", f"{ORIGIN}/3", f"{ORIGIN}/3")
-    await _ack(a, [outcome])
-    assert outcome.admitted == [False, True, False], "seen, new, repeated in the batch"
+    batch = await _ack(a, [outcome])
+    assert batch.of(outcome).admitted == [False, True, False], "seen, new, repeated in the batch"
     assert await a.pending() == 2  # /1 done, /3 queued, /2 leased
     await _ack(a, [Outcome(leased[1], "failed", fetched_at=1.0)])
     third = await a.lease(10, ())
@@ -108,13 +110,12 @@ async def test_ack_applied_once_when_retried_after_a_lost_reply(make: Make) -> N
     await _open(a, f"{ORIGIN}/1")
     [request] = await a.lease(1, ())
     outcome = _done(request, f"{ORIGIN}/2")
-    await a.prepare([outcome])
+    batch = await a.prepare([outcome])
     journal = Journal({"pages": (0, b"x\n")}, {})
-    await a.commit(journal)
+    await a.commit(batch, journal)
     a._seq -= 1  # the same batch again, as `_patiently` sends it when the reply was lost
-    a._batch = [outcome]
     a._tokens[request.url] = "stale"
-    await a.commit(journal)
+    await a.commit(batch, journal)
     assert await a.pending() == 1, "/2 queued once, /1 acked once"
 
 
@@ -123,8 +124,8 @@ async def test_journal_is_per_worker_and_a_restart_with_the_name_gets_it_back(
     a = make(worker="a")
     await _open(a, f"{ORIGIN}/1")
     [request] = await a.lease(1, ())
-    await a.prepare([_done(request)])
-    await a.commit(Journal({"pages": (5, b"line\n")}, {"counters": {"pages": 3}}))
+    batch = await a.prepare([_done(request)])
+    await a.commit(batch, Journal({"pages": (5, b"line\n")}, {"counters": {"pages": 3}}))
     await a.close()
     again = make(worker="a")
     info = await again.open([], fresh=False, recrawl_after_s=0)
@@ -165,8 +166,8 @@ async def test_near_duplicates_are_found_across_workers(make: Make) -> None:
     b._tokens[three.url] = a._tokens.pop(three.url)
     near = _done(two, simhash="00ff00ff00ff00f8")  # 3 bits apart
     far = _done(three, simhash="ff00ff00ff00ff00")
-    await _ack(b, [near, far])
-    assert near.near_duplicate_of == one.url and far.near_duplicate_of is None
+    batch = await _ack(b, [near, far])
+    assert batch.of(near).near_duplicate_of == one.url and batch.of(far).near_duplicate_of is None
 
 
 async def test_recrawl_on_a_new_run_queues_due_urls_with_their_validators(make: Make) -> None:
@@ -214,3 +215,21 @@ async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Ma
     assert sum(again) == 0
     sizes = await a.memory()
     assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
+
+
+async def test_the_fleets_breaker_honours_backoff_and_max_retry_after(
+        make: Make, redis_server: RedisServer) -> None:
+    """A fleet's host slot opens its breaker with the settings' pause and cap, and the
+    pause, once told to the fleet, holds for every worker of it."""
+    overrides = {"frontier": redis_server.url, "backoff": 1.0, "max_retry_after": 8.0}
+    a = make(worker="a", **overrides)
+    await _open(a)
+    politeness = Politeness(load(None, overrides), a)
+    slot = politeness.slot("h")
+    pauses = []
+    for _ in range(BREAKER_THRESHOLD + 5):
+        slot.failed()
+        pauses.append(slot.spacing())
+    assert pauses[BREAKER_THRESHOLD - 1:] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    await politeness.aclose()  # every deferral has reached Redis
+    assert await a.slot("h", 1, 0.0, "other-worker") > 7, "the open breaker holds fleet-wide"

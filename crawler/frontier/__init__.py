@@ -57,12 +57,12 @@ class Candidate:
     referrer: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one leased URL, to be made durable in one batch."""
 
-    request: Request | None  # None: links only (a sitemap's URLs)
-    state: str  # "done" (a page record), "failed" (an error record), "skipped", "admit"
+    request: Request
+    state: str  # "done" (a page record), "failed" (an error record), "skipped"
     status: int | None = None
     fetched_at: float | None = None  # epoch seconds
     etag: str | None = None
@@ -71,13 +71,35 @@ class Outcome:
     simhash: str | None = None
     title: str | None = None
     candidates: Sequence[Candidate] = ()
-    # filled in by `Frontier.prepare`:
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What `prepare` found for one outcome: which of its candidates joined the queue (the
+    others were known, over budget or repeated), and the earlier page it nearly duplicates."""
+
+    admitted: list[bool]
     near_duplicate_of: str | None = None
-    admitted: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch `prepare` has written but not committed: hand it to `commit`."""
+
+    outcomes: Sequence[Outcome]
+    admissions: Sequence[Admission]  # one per outcome, in order
+    extra: Sequence[Candidate] = ()  # URLs with no outcome of their own (a sitemap's)
+    admitted: list[bool] = field(default_factory=list)  # of `extra`
+
+    def of(self, outcome: Outcome) -> Admission:
+        for o, a in zip(self.outcomes, self.admissions, strict=True):
+            if o is outcome:
+                return a
+        raise KeyError(outcome.request.url)
 
 
 class Frontier(Protocol):
-    """The narrow seam between the runner and a state store."""
+    """The narrow seam between the runner and a state store: what every store does."""
 
     async def open(self, seeds: Sequence[str], *, fresh: bool, recrawl_after_s: float) -> RunInfo:
         """Take the job's lock, resume the unfinished run or start a new one, admit the seeds."""
@@ -88,13 +110,15 @@ class Frontier(Protocol):
     async def release(self, urls: Sequence[str]) -> None:
         """Give leased URLs back to the queue untouched (a stop, or a page over --max-pages)."""
 
-    async def prepare(self, outcomes: Sequence[Outcome]) -> None:
-        """Record outcomes and admit their links, pending `commit`; fills `near_duplicate_of`
-        and `admitted` so that the records written next can say so."""
+    async def prepare(self, outcomes: Sequence[Outcome],
+                      extra: Sequence[Candidate] = ()) -> Prepared:
+        """Record outcomes and admit their links and the `extra` URLs, pending `commit`; the
+        answer says which were admitted and which pages are near duplicates, so that the
+        records written next can say so."""
 
-    async def commit(self, journal: Journal) -> None:
-        """Make the last `prepare` durable together with the batch's `journal`: the records
-        exist from this instant, in the store, before any of them reaches the files."""
+    async def commit(self, batch: Prepared, journal: Journal) -> None:
+        """Make `batch` durable together with its `journal`: the records exist from this
+        instant, in the store, before any of them reaches the files."""
 
     async def pending(self) -> int:
         """URLs queued or leased in this run."""
@@ -104,13 +128,3 @@ class Frontier(Protocol):
 
     async def close(self) -> None:
         """Release the lock and the store."""
-
-    async def others(self) -> list[dict[str, Any]]:
-        """The committed totals of the other workers of the run (none for one process)."""
-
-    async def orphans(self) -> list[Orphan]:
-        """Journals of dead workers of this machine to settle onto their files (shared
-        frontiers only), each claimed until `settled`."""
-
-    async def settled(self, orphan: Orphan) -> None:
-        """The orphan's files now end with its last committed batch."""

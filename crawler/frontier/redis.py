@@ -31,12 +31,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import CrawlError, LockedError
+from ..clock import iso
+from ..errors import FrontierUnavailable, LockedError
 from ..models import Request
+from ..pools import pid_alive
 from ..settings import Settings
 from ..urls import host_of
-from . import Journal, Orphan, Outcome, RunInfo
-from .sqlite import iso, run_id_for
+from . import Admission, Candidate, Journal, Orphan, Outcome, Prepared, RunInfo
+from .sqlite import run_id_for
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +48,20 @@ SWEEP_STEP = 500  # history entries per recrawl-sweep step: Redis is never block
 MAX_SLOTS = 1000  # automatic worker names per machine
 
 
-class FrontierUnavailable(CrawlError):
-    """Redis stayed unreachable past the bound; exit 1 with the server named."""
-
-
 def machine_name() -> str:
     """This machine's name as it appears in worker names and part files."""
     return re.sub(r"[^\w.\-]", "_", socket.gethostname()) or "host"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _by_referrer(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """Runs of candidates with one referrer, in order: an ack entry names one referrer."""
+    groups: list[list[Candidate]] = []
+    for c in candidates:
+        if groups and groups[-1][0].referrer == c.referrer:
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    return groups
 
 
 def _text(value: Any) -> str:
@@ -94,8 +93,6 @@ class RedisFrontier:
         self._tokens: dict[str, str] = {}  # url -> lease token, from lease to ack or release
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._batch: list[Outcome] = []
-        self._batch_ok: list[bool] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class RedisFrontier:
     def _is_dead(self, holder: str) -> bool:
         machine, _, rest = holder.partition(" ")
         pid = rest.partition(" ")[0]
-        return machine == self.machine and pid.isdigit() and not _pid_alive(int(pid))
+        return machine == self.machine and pid.isdigit() and not pid_alive(int(pid))
 
     async def _journal(self, worker: str) -> tuple[str, int, Journal] | None:
         """(run id, batch number, journal) of the worker's last committed batch."""
@@ -225,39 +222,42 @@ class RedisFrontier:
         if args:
             await self._call("release", *args)
 
-    async def prepare(self, outcomes: Sequence[Outcome]) -> None:
-        batch = [{"u": o.request.url if o.request else None,
-                  "t": self._tokens.get(o.request.url, "") if o.request else "",
-                  "s": o.simhash if o.state == "done" and o.status != 304 else None,
-                  "c": [c.url for c in o.candidates]} for o in outcomes]
+    async def prepare(self, outcomes: Sequence[Outcome],
+                      extra: Sequence[Candidate] = ()) -> Prepared:
+        groups = _by_referrer(extra)
+        batch = [{"u": None, "t": "", "s": None, "c": [c.url for c in group]}
+                 for group in groups]
+        batch += [{"u": o.request.url, "t": self._tokens.get(o.request.url, ""),
+                   "s": o.simhash if o.state == "done" and o.status != 304 else None,
+                   "c": [c.url for c in o.candidates]} for o in outcomes]
         answer = json.loads(await self._call("prepare", self._lease_ms,
                                               self._s.near_duplicate_distance, json.dumps(batch)))
-        self._batch, self._batch_ok = list(outcomes), []
-        for o, a in zip(outcomes, answer, strict=True):
-            o.near_duplicate_of = a["n"]
-            admitted = a["a"] if isinstance(a["a"], list) else []
-            o.admitted = [bool(x) for x in admitted]
-            self._batch_ok.append(bool(a["ok"]))
-        lost = [o.request.url for o, ok in zip(outcomes, self._batch_ok, strict=True)
-                if not ok and o.request is not None]
+        found = [Admission([bool(x) for x in (a["a"] if isinstance(a["a"], list) else [])],
+                           a["n"]) for a in answer]
+        lost = [o.request.url for o, a in zip(outcomes, answer[len(groups):], strict=True)
+                if not a["ok"]]
         if lost:
             raise FrontierUnavailable(
                 f"{len(lost)} lease(s) of this worker expired before their records were "
                 f"committed (e.g. {lost[0]}): the worker stalled past lease_timeout "
                 f"({self._s.lease_timeout:g} s) and other workers own those URLs now; "
                 "nothing of the batch was written. Raise lease_timeout.")
+        extra_admitted = [ok for a in found[:len(groups)] for ok in a.admitted]
+        return Prepared(outcomes, found[len(groups):], extra, extra_admitted)
 
-    async def commit(self, journal: Journal) -> None:
-        outcomes = []
-        for o in self._batch:
-            url = o.request.url if o.request else None
+    async def commit(self, batch: Prepared, journal: Journal) -> None:
+        outcomes: list[dict[str, Any]] = [
+            {"u": None, "t": "", "st": "admit", "f": None, "s": None, "e": None, "m": None,
+             "h": None, "x": None, "ti": None, "r": group[0].referrer,
+             "c": [[c.url, c.depth, host_of(c.url)] for c in group]}
+            for group in _by_referrer(batch.extra)]
+        for o in batch.outcomes:
+            url = o.request.url
             outcomes.append({
-                "u": url, "t": self._tokens.get(url, "") if url else "", "st": o.state,
+                "u": url, "t": self._tokens.get(url, ""), "st": o.state,
                 "f": o.fetched_at, "s": o.status, "e": o.etag, "m": o.last_modified,
                 "h": o.sha256, "x": o.simhash, "ti": o.title,
                 "r": url, "c": [[c.url, c.depth, host_of(c.url)] for c in o.candidates]})
-            if o.request is None and o.candidates:
-                outcomes[-1]["r"] = o.candidates[0].referrer
         files: list[Any] = []
         for kind, (base, data) in journal.files.items():
             files += [kind, base, data]
@@ -270,10 +270,8 @@ class RedisFrontier:
                 f"lease(s) of this worker expired while its batch was being committed "
                 f"({', '.join(_text(u) for u in answer[1:4])}); nothing of the batch was "
                 f"written. Raise lease_timeout ({self._s.lease_timeout:g} s).")
-        for o in self._batch:
-            if o.request is not None:
-                self._tokens.pop(o.request.url, None)
-        self._batch = []
+        for o in batch.outcomes:
+            self._tokens.pop(o.request.url, None)
 
     async def pending(self) -> int:
         return int(await self._command("GET", self.prefix + "pending") or 0)
@@ -293,7 +291,7 @@ class RedisFrontier:
                     await self._client.delete(name)
         await self._client.aclose()
 
-    # -- the fleet ------------------------------------------------------------------------
+    # -- the fleet (`fleet.Fleet`) ---------------------------------------------------------
 
     async def others(self) -> list[dict[str, Any]]:
         """The committed totals of the run's other workers, for the fleet's stats.json."""

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from ..clock import iso
 from ..errors import LockedError, OutputError
 from ..models import Request
 from ..pools import ThreadPool
 from ..urls import host_of
-from . import Candidate, Journal, Orphan, Outcome, RunInfo
+from . import Admission, Candidate, Journal, Outcome, Prepared, RunInfo
 
 T = TypeVar("T")
 
@@ -72,10 +73,6 @@ CREATE TABLE IF NOT EXISTS journal (
 
 def run_id_for(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%SZ")
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class JobLock:
@@ -272,20 +269,23 @@ class SqliteFrontier:
         self.db.executemany("UPDATE urls SET state=? WHERE url=? AND state=?",
                             [(QUEUED, url, LEASED) for url in urls])
 
-    async def prepare(self, outcomes: Sequence[Outcome]) -> None:
-        await self._call(self._prepare, outcomes)
+    async def prepare(self, outcomes: Sequence[Outcome],
+                      extra: Sequence[Candidate] = ()) -> Prepared:
+        return await self._call(self._prepare, outcomes, extra)
 
-    def _prepare(self, outcomes: Sequence[Outcome]) -> None:
+    def _prepare(self, outcomes: Sequence[Outcome], extra: Sequence[Candidate]) -> Prepared:
         db = self.db
         db.execute("BEGIN")
+        extra_admitted = self._admit(extra)  # first: a sitemap's URLs keep their depth 1
+        admissions = []
         for o in outcomes:
-            o.admitted = self._admit(o.candidates)
-            if o.request is None:
-                continue
+            admitted = self._admit(o.candidates)
             url = o.request.url
             self._unfinished -= 1  # leased until now
+            near = None
             if o.state == "done" and o.simhash is not None:
-                o.near_duplicate_of = self._near_duplicate(url, o.simhash)
+                near = self._near_duplicate(url, o.simhash)
+            admissions.append(Admission(admitted, near))
             if o.state == "done" and o.status == 304:
                 db.execute("UPDATE urls SET state=?, fetched_at=? WHERE url=?",
                            (DONE, o.fetched_at, url))
@@ -298,6 +298,7 @@ class SqliteFrontier:
             else:
                 db.execute("UPDATE urls SET state=?, fetched_at=coalesce(?, fetched_at) "
                            "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
+        return Prepared(outcomes, admissions, extra, extra_admitted)
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
         value = int(simhash, 16)
@@ -319,7 +320,7 @@ class SqliteFrontier:
                         (url, simhash, *blocks))
         return str(found) if found is not None else None
 
-    async def commit(self, journal: Journal) -> None:
+    async def commit(self, batch: Prepared, journal: Journal) -> None:
         await self._call(self._commit, journal)
 
     def _commit(self, journal: Journal) -> None:
@@ -357,12 +358,3 @@ class SqliteFrontier:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             db.close()
-
-    async def others(self) -> list[dict[str, Any]]:
-        return []  # one process per job: there are no other workers
-
-    async def orphans(self) -> list[Orphan]:
-        return []
-
-    async def settled(self, orphan: Orphan) -> None:
-        raise AssertionError("a SQLite frontier has no orphans")
