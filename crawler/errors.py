@@ -9,6 +9,7 @@
     └── FetchError              one URL given up on; becomes an error record
         ├── FetchTimeout        kind "timeout"
         ├── FetchConnection     kind "connection"
+        ├── FetchTLS            kind "tls": a failed handshake or certificate
         ├── TooLarge            kind "too_large"
         ├── RedirectError       kind "redirects"
         ├── ContentError        kind "content"
@@ -71,6 +72,10 @@ class FetchConnection(FetchError):
     kind = "connection"
 
 
+class FetchTLS(FetchError):
+    kind = "tls"
+
+
 class TooLarge(FetchError):
     kind = "too_large"
 
@@ -87,4 +92,5 @@ class Blocked(FetchError):
     kind = "other"
 
 
-ERROR_KINDS = ("timeout", "connection", "too_large", "redirects", "content", "parse", "other")
+ERROR_KINDS = ("timeout", "connection", "tls", "too_large", "redirects", "content", "parse",
+               "other")

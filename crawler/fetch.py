@@ -10,13 +10,16 @@ import email.utils
 import logging
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 import aiohttp
+import python_socks
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from .decoding import BodyDecoder, Overflow, codings
 from .errors import (
@@ -25,6 +28,7 @@ from .errors import (
     FetchConnection,
     FetchError,
     FetchTimeout,
+    FetchTLS,
     RedirectError,
     TooLarge,
 )
@@ -32,6 +36,7 @@ from .models import Request, Response
 from .robots import ROBOTS_MAX_BYTES, Robots
 from .settings import Settings
 from .stats import Stats
+from .transport import Secrets, Sessions, auth_secrets, mask_header, parse_auth
 from .urls import LinkPolicy, address_class, host_of, ip_literal, normalize
 
 log = logging.getLogger(__name__)
@@ -144,6 +149,7 @@ class AddressGuard(AbstractResolver):
         self._policy = policy
         self._inner = aiohttp.ThreadedResolver()
         self._cache: dict[tuple[str, int], list[ResolveResult]] = {}
+        self.trusted: set[str] = set()  # the proxies: the user's own choice, wherever they are
 
     async def check(self, host: str, port: int) -> None:
         """Raise `Blocked` or `FetchConnection` unless `host` may be fetched."""
@@ -163,7 +169,8 @@ class AddressGuard(AbstractResolver):
                 answers = await self._inner.resolve(host, port, socket.AF_UNSPEC)
             except OSError as exc:
                 raise FetchConnection(f"cannot resolve {host}: {exc}") from None
-            allowed = [a for a in answers if self._policy.address_allowed(a["host"])]
+            allowed = [a for a in answers
+                       if host in self.trusted or self._policy.address_allowed(a["host"])]
             if not allowed:
                 kinds = sorted({address_class(a["host"]) for a in answers})
                 raise Blocked(f"{host} resolves to {'/'.join(kinds)} addresses only; "
@@ -199,6 +206,14 @@ class Fetcher:
             total=settings.timeout, sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout)
         self.robots = Robots(self._download_robots, settings.user_agent, obey=settings.robots)
+        self._sessions = Sessions(session, settings)
+        self._auth = parse_auth(settings.auth)  # host -> Authorization value
+        self._secrets = Secrets(self._sessions.routes.secrets + auth_secrets(settings.auth))
+        for proxy in self._sessions.routes.proxies:
+            guard.trusted.add(proxy.host or "")
+
+    async def close(self) -> None:
+        await self._sessions.close()
 
     def slot(self, host: str) -> HostSlot:
         slot = self._slots.get(host)
@@ -265,7 +280,8 @@ class Fetcher:
                     target):
                 return self._response(request, url, attempt, attempts, fetched_at, total_s,
                                       location=absolute)
-            if target in seen:
+            # a hop that set a cookie may lead back to a URL already seen (a log-in step)
+            if target in seen and not (self._s.cookies and "set-cookie" in attempt.headers):
                 raise RedirectError(f"redirect loop: {url} -> {target}", attempts)
             hops += 1
             if hops > self._s.max_redirects:
@@ -335,10 +351,18 @@ class Fetcher:
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
                        truncate: bool = False) -> _Attempt:
         start = time.perf_counter()
+        session, proxy, via = self._sessions.route(url)
+        credentials = self._auth.get(host_of(url))  # only this host's, on every hop
+        if credentials is not None:
+            headers = {**headers, "Authorization": credentials}
         try:
             # auto_decompress off: BodyDecoder undoes every coding under the byte limit
-            async with self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=self._timeout, auto_decompress=False) as resp:
+            async with session.get(url, headers=headers, allow_redirects=False, proxy=proxy,
+                                   timeout=self._timeout, auto_decompress=False) as resp:
+                if via is not None and resp.status == 407:
+                    resp.close()
+                    raise FetchConnection(f"proxy {via} refused the request: 407 "
+                                          "Proxy Authentication Required")
                 head = {k.lower(): v for k, v in resp.headers.items()}
                 for name in ("set-cookie", "content-encoding"):
                     if len(resp.headers.getall(name, ())) > 1:
@@ -355,20 +379,45 @@ class Fetcher:
                 self._stats.responses += 1
                 body = await self._read(resp, BodyDecoder(layers, max_bytes), truncate)
                 return _Attempt(resp.status, head, body, time.perf_counter() - start,
-                                tuple(resp.request_info.headers.items()))
-        except FetchError:
+                                tuple((k, mask_header(k, v))
+                                      for k, v in resp.request_info.headers.items()))
+        except FetchError as exc:
+            exc.args = (self._secrets.mask(str(exc)),)
             raise
+        except Exception as exc:
+            error = self._fetch_error(exc, via)
+            if error is exc:
+                raise
+            error.args = (self._secrets.mask(str(error)),)
+            raise error from None
+
+    def _fetch_error(self, exc: Exception, via: URL | None) -> Exception:
+        """aiohttp's (and aiohttp-socks') exception as the FetchError of its kind; a failure of
+        the proxy itself names the proxy. Anything else is returned as it is."""
+        try:
+            raise exc
+        except (aiohttp.ClientProxyConnectionError, python_socks.ProxyConnectionError):
+            return FetchConnection(f"proxy {via} unreachable: {exc}")
+        except aiohttp.ClientHttpProxyError as http:
+            return FetchConnection(f"proxy {via} refused: {http.status} {http.message}")
+        except python_socks.ProxyTimeoutError:
+            return FetchTimeout(f"proxy {via} did not answer: {exc}")
+        except python_socks.ProxyError:
+            return FetchConnection(f"proxy {via} refused: {exc}")
+        except (aiohttp.ClientSSLError, ssl.SSLError, ssl.CertificateError):
+            return FetchTLS(f"TLS: {exc}")
         except TimeoutError:
-            raise FetchTimeout(
-                f"no complete answer within {self._s.timeout:g} s") from None
-        except aiohttp.ClientPayloadError as exc:  # cut short, or broken chunked framing
-            raise FetchConnection(f"body cut short: {exc}") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
-            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
-        except (ValueError, UnicodeError) as exc:  # yarl or aiohttp refusing a URL or header
-            raise FetchError(f"{type(exc).__name__}: {exc}") from None
+            return FetchTimeout(f"no complete answer within {self._s.timeout:g} s")
+        except aiohttp.ClientPayloadError:  # cut short, or broken chunked framing
+            return FetchConnection(f"body cut short: {exc}")
+        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError):
+            return FetchConnection(f"{type(exc).__name__}: {exc}")
+        except aiohttp.ClientError:
+            return FetchConnection(f"{type(exc).__name__}: {exc}")
+        except (ValueError, UnicodeError):  # yarl or aiohttp refusing a URL or header
+            return FetchError(f"{type(exc).__name__}: {exc}")
+        except Exception:
+            return exc
 
     @staticmethod
     async def _read(resp: aiohttp.ClientResponse, decoder: BodyDecoder, truncate: bool) -> bytes:
