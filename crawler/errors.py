@@ -9,6 +9,7 @@
     └── FetchError              one URL given up on; becomes an error record
         ├── FetchTimeout        kind "timeout"
         ├── FetchConnection     kind "connection"
+        │   └── ProxyFailure    the proxy itself refused or could not be reached
         ├── FetchTLS            kind "tls": a failed handshake or certificate
         ├── TooLarge            kind "too_large"
         ├── RedirectError       kind "redirects"
@@ -70,6 +71,10 @@ class FetchTimeout(FetchError):
 
 class FetchConnection(FetchError):
     kind = "connection"
+
+
+class ProxyFailure(FetchConnection):
+    """The proxy, not the site, failed: the message names the proxy (password masked)."""
 
 
 class FetchTLS(FetchError):

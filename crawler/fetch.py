@@ -29,11 +29,12 @@ from .errors import (
     FetchError,
     FetchTimeout,
     FetchTLS,
+    ProxyFailure,
     RedirectError,
     TooLarge,
 )
 from .models import Request, Response
-from .robots import ROBOTS_MAX_BYTES, Robots
+from .robots import ROBOTS_MAX_BYTES, Robots, origin_of
 from .settings import Settings
 from .stats import Stats
 from .transport import Secrets, Sessions, auth_secrets, mask_header, parse_auth
@@ -207,6 +208,7 @@ class Fetcher:
             sock_read=settings.read_timeout)
         self.robots = Robots(self._download_robots, settings.user_agent, obey=settings.robots)
         self._sessions = Sessions(session, settings)
+        self._proxy_failures: dict[str, str] = {}  # origin -> why its robots.txt did not come
         self._auth = parse_auth(settings.auth)  # host -> Authorization value
         self._secrets = Secrets(self._sessions.routes.secrets + auth_secrets(settings.auth))
         for proxy in self._sessions.routes.proxies:
@@ -225,7 +227,15 @@ class Fetcher:
     # -- robots.txt -----------------------------------------------------------------------
 
     async def _download_robots(self, url: str) -> tuple[int, bytes]:
-        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2)."""
+        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2). A proxy that fails
+        is remembered: the origin's URLs get its error record, not a silent robots refusal."""
+        try:
+            return await self._robots_hops(url)
+        except ProxyFailure as exc:
+            self._proxy_failures[origin_of(url)] = str(exc)
+            raise
+
+    async def _robots_hops(self, url: str) -> tuple[int, bytes]:
         for _ in range(6):
             await self._guard.check(host_of(url), 0)
             async with self.slot(host_of(url)):
@@ -243,14 +253,17 @@ class Fetcher:
     async def _robots_allow(self, url: str) -> bool:
         if not self._s.robots:
             return True
-        known = self.robots.known(url)
-        if known is not None:
-            return known
-        rules = await self.robots.rules(url)
-        slot = self.slot(host_of(url))
-        if rules.crawl_delay and rules.crawl_delay > slot.delay:
-            slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
-        return rules.allows(url, self._s.user_agent)
+        allowed = self.robots.known(url)
+        if allowed is None:
+            rules = await self.robots.rules(url)
+            slot = self.slot(host_of(url))
+            if rules.crawl_delay and rules.crawl_delay > slot.delay:
+                slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
+            allowed = rules.allows(url, self._s.user_agent)
+        failure = self._proxy_failures.get(origin_of(url))
+        if failure is not None:
+            raise ProxyFailure(failure)
+        return allowed
 
     # -- one URL --------------------------------------------------------------------------
 
@@ -361,7 +374,7 @@ class Fetcher:
                                    timeout=self._timeout, auto_decompress=False) as resp:
                 if via is not None and resp.status == 407:
                     resp.close()
-                    raise FetchConnection(f"proxy {via} refused the request: 407 "
+                    raise ProxyFailure(f"proxy {via} refused the request: 407 "
                                           "Proxy Authentication Required")
                 head = {k.lower(): v for k, v in resp.headers.items()}
                 for name in ("set-cookie", "content-encoding"):
@@ -397,13 +410,13 @@ class Fetcher:
         try:
             raise exc
         except (aiohttp.ClientProxyConnectionError, python_socks.ProxyConnectionError):
-            return FetchConnection(f"proxy {via} unreachable: {exc}")
+            return ProxyFailure(f"proxy {via} unreachable: {exc}")
         except aiohttp.ClientHttpProxyError as http:
-            return FetchConnection(f"proxy {via} refused: {http.status} {http.message}")
+            return ProxyFailure(f"proxy {via} refused: {http.status} {http.message}")
         except python_socks.ProxyTimeoutError:
-            return FetchTimeout(f"proxy {via} did not answer: {exc}")
+            return ProxyFailure(f"proxy {via} did not answer: {exc}")
         except python_socks.ProxyError:
-            return FetchConnection(f"proxy {via} refused: {exc}")
+            return ProxyFailure(f"proxy {via} refused: {exc}")
         except (aiohttp.ClientSSLError, ssl.SSLError, ssl.CertificateError):
             return FetchTLS(f"TLS: {exc}")
         except TimeoutError:

@@ -53,7 +53,7 @@ def parse_proxy(value: str, key: str) -> URL:
     problem = None
     try:
         url = URL(value)
-        port = url.port
+        port = url.explicit_port  # curl would guess 1080; a proxy's port is better said
     except ValueError as exc:
         problem = str(exc)
     else:
@@ -62,7 +62,7 @@ def parse_proxy(value: str, key: str) -> URL:
         elif not url.host:
             problem = "it has no host"
         elif port is None:
-            problem = "it has no port"
+            problem = "it names no port"
         elif url.path not in ("", "/") or url.query_string or url.fragment:
             problem = "a proxy URL has no path, query or fragment"
     if problem:
