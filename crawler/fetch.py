@@ -208,7 +208,7 @@ class Fetcher:
             sock_read=settings.read_timeout)
         self.robots = Robots(self._download_robots, settings.user_agent, obey=settings.robots)
         self._sessions = Sessions(session, settings)
-        self._proxy_failures: dict[str, str] = {}  # origin -> why its robots.txt did not come
+        self._robots_failures: dict[str, FetchError] = {}  # origin -> why no robots.txt came
         self._auth = parse_auth(settings.auth)  # host -> Authorization value
         self._secrets = Secrets(self._sessions.routes.secrets + auth_secrets(settings.auth))
         for proxy in self._sessions.routes.proxies:
@@ -227,12 +227,13 @@ class Fetcher:
     # -- robots.txt -----------------------------------------------------------------------
 
     async def _download_robots(self, url: str) -> tuple[int, bytes]:
-        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2). A proxy that fails
-        is remembered: the origin's URLs get its error record, not a silent robots refusal."""
+        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2). A failing proxy or
+        TLS handshake is remembered: the origin stays unfetched (robots.txt unreachable), and
+        its URLs get that error record rather than a silent robots refusal."""
         try:
             return await self._robots_hops(url)
-        except ProxyFailure as exc:
-            self._proxy_failures[origin_of(url)] = str(exc)
+        except (ProxyFailure, FetchTLS) as exc:
+            self._robots_failures[origin_of(url)] = exc
             raise
 
     async def _robots_hops(self, url: str) -> tuple[int, bytes]:
@@ -260,9 +261,9 @@ class Fetcher:
             if rules.crawl_delay and rules.crawl_delay > slot.delay:
                 slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
             allowed = rules.allows(url, self._s.user_agent)
-        failure = self._proxy_failures.get(origin_of(url))
+        failure = self._robots_failures.get(origin_of(url))
         if failure is not None:
-            raise ProxyFailure(failure)
+            raise type(failure)(str(failure))
         return allowed
 
     # -- one URL --------------------------------------------------------------------------
