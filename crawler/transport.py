@@ -1,6 +1,6 @@
 """How requests travel: proxies, per-host credentials, TLS and cookies, and masking secrets.
 
-aiohttp does the work (`proxy=`, `CookieJar`, `BasicAuth`, `ssl=`), aiohttp-socks the SOCKS
+aiohttp does the work (`proxy=`, `CookieJar`, `encode_basic_auth`, `ssl=`), aiohttp-socks the SOCKS
 proxies. Written here is only what they do not do: choosing a proxy per URL the way curl does
 (`--proxy`, else `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`, with `NO_PROXY` in both cases),
 credentials sent only to their own host, and one mask for every secret before it can reach a
@@ -82,8 +82,17 @@ def parse_auth(table: Mapping[str, str]) -> dict[str, str]:
         user, colon, password = credentials.partition(":")
         if not colon or not user:
             raise ConfigError(f"auth: the value for {host!r} is not \"user:password\"")
-        headers[name] = aiohttp.BasicAuth(user, password).encode()
+        headers[name] = basic_credentials(user, password)
     return headers
+
+
+def basic_credentials(user: str, password: str) -> str:
+    """The `Authorization` value: aiohttp's encoder (3.14 deprecates BasicAuth for it)."""
+    encode = getattr(aiohttp, "encode_basic_auth", None)
+    if encode is not None:
+        value: str = encode(user, password)
+        return value
+    return aiohttp.BasicAuth(user, password, encoding="utf-8").encode()
 
 
 def check_headers(headers: Mapping[str, str]) -> None:
@@ -180,8 +189,8 @@ class Secrets:
 def auth_secrets(table: Mapping[str, str]) -> list[str]:
     found = []
     for credentials in table.values():
-        _, _, password = credentials.partition(":")
-        found += [password, aiohttp.BasicAuth(*credentials.partition(":")[::2]).encode()[6:]]
+        user, _, password = credentials.partition(":")
+        found += [password, basic_credentials(user, password).removeprefix("Basic ")]
     return [s for s in found if s]
 
 
