@@ -116,7 +116,8 @@ class Origin:
 
 
 def origin_app(origin: Origin, pages: int = 3) -> web.Application:
-    """robots.txt (no rules) and a chain of linked pages under /p/."""
+    """robots.txt naming a sitemap, the sitemap (of the first page) and a chain of linked
+    pages under /p/."""
 
     async def record(request: web.Request) -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -125,7 +126,15 @@ def origin_app(origin: Origin, pages: int = 3) -> web.Application:
 
     async def robots(request: web.Request) -> web.Response:
         await record(request)
-        return web.Response(text="User-agent: *\nDisallow: /nowhere\n")
+        return web.Response(text="User-agent: *\nDisallow: /nowhere\n"
+                                 f"Sitemap: {request.scheme}://{request.host}/sitemap.xml\n")
+
+    async def sitemap(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(
+            text='<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>'
+                 f"{request.scheme}://{request.host}/p/0</loc></url></urlset>",
+            content_type="application/xml")
 
     async def page(request: web.Request) -> web.Response:
         await record(request)
@@ -136,5 +145,6 @@ def origin_app(origin: Origin, pages: int = 3) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/robots.txt", robots)
+    app.router.add_get("/sitemap.xml", sitemap)
     app.router.add_get("/p/{n}", page)
     return app

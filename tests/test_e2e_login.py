@@ -216,7 +216,7 @@ async def test_ca_file_relative_to_the_current_directory_is_trusted(
     code, out, origin, _ = await https_crawl(aiohttp_server, tmp_path, certificates[0],
                                              f'ca_file = "{relative}"\n')
     assert code == 0
-    assert sorted(origin.paths()) == ["/p/0", "/p/1", "/p/2", "/robots.txt"]
+    assert sorted(origin.paths()) == ["/p/0", "/p/1", "/p/2", "/robots.txt", "/sitemap.xml"]
     assert {p["status"] for p in load_checked_run(out).pages} == {200}
 
 

@@ -26,6 +26,7 @@ from tests.conftest import (
 from tests.proxies import Origin, origin_app, socks5, tinyproxy
 
 PAGES = ["/p/0", "/p/1", "/p/2"]
+FILES = ["/robots.txt", "/sitemap.xml"]  # the crawler's own reading, through the proxy too
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
                    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -71,8 +72,8 @@ async def test_proxy_option_carries_every_request_robots_txt_too(
                                  "--proxy", proxy.url, env=env())
         asked = proxy.requests()
     assert result.returncode == 0, str(result)
-    assert through_proxy(asked, base) == sorted(["/robots.txt", *PAGES])
-    assert sorted(origin.paths()) == sorted(["/robots.txt", *PAGES])
+    assert through_proxy(asked, base) == sorted([*FILES, *PAGES])
+    assert sorted(origin.paths()) == sorted([*FILES, *PAGES])
     run = load_checked_run(out)
     assert sorted(p["url"] for p in run.pages) == [base + p for p in PAGES]
 
@@ -87,8 +88,8 @@ async def test_http_proxy_variable_is_honoured_in_either_case(
                                  env=env(**{variable: proxy.url}))
         asked = proxy.requests()
     assert result.returncode == 0, str(result)
-    assert through_proxy(asked, base) == sorted(["/robots.txt", *PAGES])
-    assert sorted(origin.paths()) == sorted(["/robots.txt", *PAGES])
+    assert through_proxy(asked, base) == sorted([*FILES, *PAGES])
+    assert sorted(origin.paths()) == sorted([*FILES, *PAGES])
     assert len(load_checked_run(out).pages) == len(PAGES)
 
 
@@ -106,7 +107,7 @@ async def test_https_proxy_variable_tunnels_https_through_connect(
                                  "--config", config, env=env(HTTPS_PROXY=proxy.url))
         tunnels = [line for line in proxy.requests() if line.startswith("CONNECT ")]
     assert result.returncode == 0, str(result)
-    assert sorted(origin.paths()) == sorted(["/robots.txt", *PAGES])
+    assert sorted(origin.paths()) == sorted([*FILES, *PAGES])
     # every connection the origin saw is one the proxy opened for a CONNECT
     assert tunnels and all(line.split()[1] == base.removeprefix("https://") for line in tunnels)
     assert len(origin.connections()) == len(tunnels), (origin.seen, tunnels)
@@ -128,7 +129,7 @@ async def test_no_proxy_sends_nothing_through_the_proxy(
         asked = proxy.requests()
     assert result.returncode == 0, str(result)
     assert asked == []
-    assert sorted(origin.paths()) == sorted(["/robots.txt", *PAGES])
+    assert sorted(origin.paths()) == sorted([*FILES, *PAGES])
 
 
 async def test_socks5_proxy_carries_every_connection(aiohttp_server: Any,
@@ -140,7 +141,7 @@ async def test_socks5_proxy_carries_every_connection(aiohttp_server: Any,
                                  "--proxy", proxy.url, env=env())
         tunnels = proxy.tunnels()
     assert result.returncode == 0, str(result)
-    assert sorted(origin.paths()) == sorted(["/robots.txt", *PAGES])
+    assert sorted(origin.paths()) == sorted([*FILES, *PAGES])
     target = base.removeprefix("http://")
     assert tunnels and all(line.endswith(f"-> {target}") for line in tunnels), tunnels
     assert len(origin.connections()) == len(tunnels)
@@ -174,7 +175,7 @@ async def test_proxy_credentials_are_used_and_never_written(aiohttp_server: Any,
                                  "--warc", "-v", env=env())
         asked = proxy.requests()
     assert result.returncode == 0, str(result)
-    assert through_proxy(asked, base) == sorted(["/robots.txt", *PAGES])
+    assert through_proxy(asked, base) == sorted([*FILES, *PAGES])
     written = all_output(out, result.stderr)
     assert "pr0xy-pw" not in written and token not in written
     assert "Proxy-Authorization: Basic ***" in written  # the WARC request records
@@ -212,3 +213,18 @@ async def test_bad_proxy_variable_exits_2_naming_the_variable(tmp_path: Path) ->
                              env=env(HTTPS_PROXY="gopher://127.0.0.1:70"))
     assert result.returncode == 2, str(result)
     assert "HTTPS_PROXY" in result.stderr
+
+
+async def test_private_network_guard_checks_the_target_before_the_proxy(
+        aiohttp_server: Any, tmp_path: Path) -> None:
+    """The proxy is on loopback and is used; the target is on loopback and refused."""
+    origin, base = await serve(aiohttp_server)
+    out = tmp_path / "out"
+    config = config_file(tmp_path, 'private_networks = "deny"\n')
+    with tinyproxy(tmp_path) as proxy:
+        result = await run_crawl(seeds_file(tmp_path, base + "/p/0"), *fast(out),
+                                 "--proxy", proxy.url, "--config", config, env=env())
+        asked = proxy.requests()
+    assert_no_traceback(result)
+    assert asked == [] and origin.seen == []
+    assert "private_networks" in all_output(out, result.stderr)
