@@ -153,13 +153,10 @@ class Routes:
                 value = env.get(scheme) or env.get("all")
                 if value:
                     name = f"{scheme if env.get(scheme) else 'all'}_proxy"
-                    self._by_scheme[scheme] = parse_proxy(value, f"{name.upper()} "
-                                                                 "(environment)")
+                    self._by_scheme[scheme] = parse_proxy(
+                        value, f"{name.upper()} or {name} (environment)")
         self.secrets = [u.password for u in self._by_scheme.values() if u.password]
-
-    @property
-    def proxies(self) -> list[URL]:
-        return list(dict.fromkeys(self._by_scheme.values()))
+        self.proxies = list(dict.fromkeys(self._by_scheme.values()))
 
     def proxy_for(self, url: URL) -> URL | None:
         proxy = self._by_scheme.get(url.scheme)
@@ -206,6 +203,8 @@ class Sessions:
 
     def route(self, url: str) -> tuple[aiohttp.ClientSession, URL | None, URL | None]:
         """(session, `proxy=` for it, the proxy used: named in error messages)."""
+        if not self.routes.proxies:  # the common case: no URL parsing per request
+            return self._direct, None, None
         proxy = self.routes.proxy_for(URL(url))
         if proxy is None:
             return self._direct, None, None
