@@ -373,7 +373,7 @@ class Fetcher:
             # auto_decompress off: BodyDecoder undoes every coding under the byte limit
             async with session.get(url, headers=headers, allow_redirects=False, proxy=proxy,
                                    timeout=self._timeout, auto_decompress=False) as resp:
-                if via is not None and resp.status == 407:
+                if proxy is not None and resp.status == 407 and url.startswith("http:"):
                     resp.close()
                     raise ProxyFailure(f"proxy {via} refused the request: 407 "
                                           "Proxy Authentication Required")
@@ -408,30 +408,25 @@ class Fetcher:
     def _fetch_error(self, exc: Exception, via: URL | None) -> Exception:
         """aiohttp's (and aiohttp-socks') exception as the FetchError of its kind; a failure of
         the proxy itself names the proxy. Anything else is returned as it is."""
-        try:
-            raise exc
-        except (aiohttp.ClientProxyConnectionError, python_socks.ProxyConnectionError):
+        if isinstance(exc, aiohttp.ClientProxyConnectionError | python_socks.ProxyConnectionError):
             return ProxyFailure(f"proxy {via} unreachable: {exc}")
-        except aiohttp.ClientHttpProxyError as http:
-            return ProxyFailure(f"proxy {via} refused: {http.status} {http.message}")
-        except python_socks.ProxyTimeoutError:
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            return ProxyFailure(f"proxy {via} refused: {exc.status} {exc.message}")
+        if isinstance(exc, python_socks.ProxyTimeoutError):
             return ProxyFailure(f"proxy {via} did not answer: {exc}")
-        except python_socks.ProxyError:
+        if isinstance(exc, python_socks.ProxyError):
             return ProxyFailure(f"proxy {via} refused: {exc}")
-        except (aiohttp.ClientSSLError, ssl.SSLError, ssl.CertificateError):
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
             return FetchTLS(f"TLS: {exc}")
-        except TimeoutError:
+        if isinstance(exc, TimeoutError):
             return FetchTimeout(f"no complete answer within {self._s.timeout:g} s")
-        except aiohttp.ClientPayloadError:  # cut short, or broken chunked framing
+        if isinstance(exc, aiohttp.ClientPayloadError):  # cut short, or broken chunked framing
             return FetchConnection(f"body cut short: {exc}")
-        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError):
+        if isinstance(exc, aiohttp.ClientError | OSError):
             return FetchConnection(f"{type(exc).__name__}: {exc}")
-        except aiohttp.ClientError:
-            return FetchConnection(f"{type(exc).__name__}: {exc}")
-        except (ValueError, UnicodeError):  # yarl or aiohttp refusing a URL or header
+        if isinstance(exc, ValueError | UnicodeError):  # yarl or aiohttp refusing a URL/header
             return FetchError(f"{type(exc).__name__}: {exc}")
-        except Exception:
-            return exc
+        return exc
 
     @staticmethod
     async def _read(resp: aiohttp.ClientResponse, decoder: BodyDecoder, truncate: bool) -> bytes:
