@@ -33,8 +33,8 @@ PAGE_KEYS = frozenset({
 })
 LINK_KEYS = frozenset({"from", "to", "text", "nofollow", "followed"})
 ERROR_KEYS = frozenset({"url", "depth", "referrer", "kind", "message", "attempts", "at"})
-ERROR_KINDS = frozenset({"timeout", "connection", "too_large", "redirects", "content", "parse",
-                         "other"})
+ERROR_KINDS = frozenset({"timeout", "connection", "tls", "too_large", "redirects", "content",
+                         "parse", "other"})
 STATS_KEYS = frozenset({
     "job", "run_id", "started_at", "finished_at", "duration_s", "pages", "errors", "bytes",
     "pages_per_s", "status_counts", "robots_blocked", "out_of_scope", "duplicates", "retries",
