@@ -15,12 +15,13 @@ from typing import Any
 
 # lxml ships no type information and lxml-stubs is not a dependency: its objects are Any here
 import lxml.etree as etree  # type: ignore[import-untyped]
+import numpy as np
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from .models import Link, ParseInput, ParseResult
 from .urls import LinkPolicy, normalize
 
-__all__ = ["DEFAULT_MAX_LINKS", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
+__all__ = ["DEFAULT_MAX_LINKS", "SHINGLE", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
            "load_callable", "parse", "parse_many", "parse_sitemap", "simhash_of"]
 
 DEFAULT_MAX_LINKS = 5000  # config/default.toml `max_links_per_page`
@@ -53,6 +54,10 @@ _INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "
                      "wbr"})
 _WORD = re.compile(r"\w+")
 
+SHINGLE = 3  # words per simhash feature: the classic choice for near-duplicate web pages
+# one odd multiplier per position in a shingle, so that "a b c" and "c b a" differ
+_POSITION_FACTORS = tuple(np.uint64(f) for f in (
+    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)[:SHINGLE])
 _DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
 _digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
@@ -321,12 +326,17 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
 
 
 def simhash_of(tokens: Iterable[str]) -> str | None:
-    """Charikar's 64-bit simhash of the tokens as given, weighted by count; None for none.
+    """Charikar's 64-bit simhash of the text's word shingles (Manku et al.); None for none.
 
-    Each token is hashed with blake2b (8 bytes); a process remembers the digests of the last
-    tokens it met, as words recur from page to page, so that a page's digests are mostly
-    looked up at C speed. A bit column is then summed for all tokens at once, as a popcount
-    on a big int.
+    The features are the distinct runs of `SHINGLE` consecutive tokens (a text shorter than
+    that is one feature), each counted once: a template or a word repeated on every page
+    weighs no more than any other run, and two texts agree on a bit when most of their
+    distinct shingles do, so the distance follows their shingle overlap (Jaccard).
+
+    Each token is hashed with blake2b (8 bytes, little-endian); a process remembers the
+    digests of the last tokens it met, as words recur from page to page. A shingle's hash is
+    the murmur3 finalizer of its digests times one odd constant per position, and the 64 bit
+    columns are summed for all shingles at once: numpy, in C, not a loop per shingle.
     """
     tokens = list(tokens)
     if not tokens:
@@ -342,14 +352,26 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
             _digests[token] = hashlib.blake2b(token.encode("utf-8", "surrogatepass"),
                                               digest_size=8).digest()
         digests = b"".join(map(_digests.__getitem__, tokens))
-    total = len(digests) // 8
-    masks = [int.from_bytes(bytes([0x80 >> bit]) * total, "big") for bit in range(8)]
-    value = 0
-    for byte in range(8):  # most significant byte first, as in int.from_bytes(digest, "big")
-        column = int.from_bytes(digests[byte::8], "big")
-        for mask in masks:
-            value = value << 1 | (2 * (column & mask).bit_count() > total)
+    words = np.frombuffer(digests, dtype="<u8")
+    runs = max(1, len(words) - SHINGLE + 1)
+    mixed = np.zeros(runs, dtype=np.uint64)
+    for position, factor in enumerate(_POSITION_FACTORS[:len(words)]):
+        mixed += words[position:position + runs] * factor  # wraps modulo 2**64, as meant
+    features = np.unique(_fmix64(mixed)).astype("<u8")
+    bits = np.unpackbits(features.view(np.uint8), bitorder="little").reshape(-1, 64)
+    majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(features)
+    value = int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little")
     return f"{value:016x}"
+
+
+def _fmix64(k: Any) -> Any:
+    """murmur3's 64-bit finalizer, on a numpy uint64 array: every input bit moves every
+    output bit, so that the sum of digests becomes a well-spread shingle hash."""
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xFF51AFD7ED558CCD)
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xC4CEB9FE1A85EC53)
+    return k ^ (k >> np.uint64(33))
 
 
 def hamming(a: str, b: str) -> int:
