@@ -17,7 +17,7 @@ from ..errors import LockedError, OutputError
 from ..models import Request
 from ..pools import ThreadPool
 from ..urls import host_of
-from . import Candidate, Journal, Orphan, Outcome, RunInfo
+from . import Candidate, Journal, Orphan, Outcome, RunInfo, neardup
 
 T = TypeVar("T")
 
@@ -43,15 +43,16 @@ CREATE TABLE IF NOT EXISTS urls (
     title TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS urls_queue ON urls (state, seq);
-CREATE TABLE IF NOT EXISTS simhashes (
-    url TEXT PRIMARY KEY,
-    simhash TEXT NOT NULL,
-    b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL
+-- The near-duplicate index (see neardup.py): per bucket "block I is X", its fingerprints
+-- packed 8 bytes each, at most BUCKET_CAP; and which page had each fingerprint first.
+CREATE TABLE IF NOT EXISTS near_buckets (
+    bucket INTEGER PRIMARY KEY,
+    hashes BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS simhash_b0 ON simhashes (b0);
-CREATE INDEX IF NOT EXISTS simhash_b1 ON simhashes (b1);
-CREATE INDEX IF NOT EXISTS simhash_b2 ON simhashes (b2);
-CREATE INDEX IF NOT EXISTS simhash_b3 ON simhashes (b3);
+CREATE TABLE IF NOT EXISTS near_pages (
+    simhash INTEGER PRIMARY KEY,  -- signed 64-bit
+    url TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -163,6 +164,7 @@ class SqliteFrontier:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        self._migrate_simhashes()
         columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
         if "totals" not in columns:  # a state file from before the column existed
             db.execute("ALTER TABLE runs ADD COLUMN totals TEXT")
@@ -300,24 +302,41 @@ class SqliteFrontier:
                            "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
+        """An earlier page within the distance, from the four buckets only; then file this
+        page's fingerprint (once per distinct fingerprint, and not in a full bucket)."""
         value = int(simhash, 16)
-        blocks = [(value >> (16 * i)) & 0xFFFF for i in range(4)]
+        keys = neardup.buckets(value)
+        stored: dict[int, bytes] = {}
         found = None
-        # Within distance 3 of 64 bits, two hashes share at least one of four 16-bit blocks.
-        if self._distance <= 3:
-            rows = self.db.execute(
-                "SELECT url, simhash FROM simhashes WHERE (b0=? OR b1=? OR b2=? OR b3=?) "
-                "AND url != ? ORDER BY rowid", (*blocks, url))
-        else:
-            rows = self.db.execute(
-                "SELECT url, simhash FROM simhashes WHERE url != ? ORDER BY rowid", (url,))
-        for other, other_hash in rows:
-            if (int(other_hash, 16) ^ value).bit_count() <= self._distance:
-                found = other
-                break
-        self.db.execute("INSERT OR REPLACE INTO simhashes VALUES (?, ?, ?, ?, ?, ?)",
-                        (url, simhash, *blocks))
-        return str(found) if found is not None else None
+        for bucket, packed in self.db.execute(
+                "SELECT bucket, hashes FROM near_buckets WHERE bucket IN (?, ?, ?, ?)", keys):
+            stored[bucket] = packed
+            for other in neardup.within(value, packed, self._distance) if found is None else ():
+                row = self.db.execute("SELECT url FROM near_pages WHERE simhash=?",
+                                      (neardup.signed(other),)).fetchone()
+                if row is not None and row[0] != url:
+                    found = str(row[0])
+                    break
+        if self.db.execute("INSERT OR IGNORE INTO near_pages VALUES (?, ?)",
+                           (neardup.signed(value), url)).rowcount:
+            mine = neardup.pack(value)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO near_buckets VALUES (?, ?)",
+                [(key, stored.get(key, b"") + mine) for key in keys
+                 if len(stored.get(key, b"")) < 8 * neardup.BUCKET_CAP])
+        return found
+
+    def _migrate_simhashes(self) -> None:
+        """A state file from before the block tables: its fingerprints move to them once."""
+        db = self.db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='simhashes'").fetchone() is None:
+            return
+        db.execute("BEGIN")
+        for url, simhash in db.execute("SELECT url, simhash FROM simhashes ORDER BY rowid"
+                                       ).fetchall():
+            self._near_duplicate(url, simhash)
+        db.execute("DROP TABLE simhashes")
+        db.execute("COMMIT")
 
     async def commit(self, journal: Journal) -> None:
         await self._call(self._commit, journal)

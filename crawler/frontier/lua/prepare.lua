@@ -19,15 +19,21 @@ local function distance(a, b)
   return d
 end
 
--- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look there only.
+-- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
+-- buckets only (at most NEAR_CAP fingerprints each, see common.lua).
 local earlier = {}
 local function near(url, sim)
   for i = 0, 3 do
-    local members = redis.call('SMEMBERS', P .. 'nd:' .. i .. ':' .. string.sub(sim, 4 * i + 1, 4 * i + 4))
-    for _, m in ipairs(members) do
-      local other = string.sub(m, 17)
-      if other ~= url and distance(sim, string.sub(m, 1, 16)) <= maxd then
-        return other
+    local packed = redis.call('GET', near_bucket(i, sim))
+    if packed then
+      for j = 1, #packed, 16 do
+        local other = string.sub(packed, j, j + 15)
+        if distance(sim, other) <= maxd then
+          local page = redis.call('HGET', P .. 'np', other)
+          if page and page ~= url then
+            return page
+          end
+        end
       end
     end
   end
