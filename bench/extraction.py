@@ -74,6 +74,13 @@ def _trafilatura_md() -> Callable[[str], str]:
     return lambda html: trafilatura.extract(html, output_format="markdown") or ""
 
 
+def _trafilatura_nc() -> Callable[[str], str]:
+    import trafilatura
+
+    return lambda html: trafilatura.extract(html, output_format="txt",
+                                            include_comments=False) or ""
+
+
 def _resiliparse() -> Callable[[str], str]:
     from resiliparse.extract.html2text import extract_plain_text
 
@@ -118,7 +125,7 @@ def _newspaper() -> Callable[[str], str]:
 
 CANDIDATES: dict[str, Callable[[], Callable[[str], str]]] = {
     "trafilatura": _trafilatura, "trafilatura-fast": _trafilatura_fast,
-    "trafilatura-markdown": _trafilatura_md, "resiliparse": _resiliparse,
+    "trafilatura-markdown": _trafilatura_md, "trafilatura-no-comments": _trafilatura_nc, "resiliparse": _resiliparse,
     "readability-lxml": _readability, "justext": _justext, "goose3": _goose3,
     "newspaper4k": _newspaper,
 }

@@ -19,7 +19,7 @@ The data flow, one module a step:
 and robots.txt through Redis; `cli` is the `crawl` command.
 """
 
-from .reader import read_errors, read_links, read_pages
+from .reader import read_content, read_errors, read_links, read_pages
 
-__all__ = ["read_errors", "read_links", "read_pages"]
+__all__ = ["read_content", "read_errors", "read_links", "read_pages"]
 __version__ = "0.1.0"

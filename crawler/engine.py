@@ -26,7 +26,7 @@ from .frontier.redis import FrontierUnavailable
 from .models import Link, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool
 from .recorder import Finished, Recorder
-from .records import Record, content_type, error_record, page_record
+from .records import Record, content_record, content_type, error_record, page_record
 from .settings import Settings
 from .sitemaps import read_sitemaps
 from .stats import Stats
@@ -290,7 +290,8 @@ class Engine:
             last_modified=response.headers.get("last-modified"),
             sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
             candidates=self._candidates(request, links, record))
-        self._add(Finished(outcome, page=record, links=list(links),
+        extracted = content_record(record, result, self.s.extract) if result else None
+        self._add(Finished(outcome, page=record, links=list(links), content=extracted,
                            response=response if self._archive else None))
 
     def _candidates(self, request: Request, links: Sequence[Link],

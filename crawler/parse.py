@@ -18,6 +18,7 @@ import lxml.etree as etree  # type: ignore[import-untyped]
 import numpy as np
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
+from . import content as main_content
 from .models import Link, ParseInput, ParseResult
 from .urls import LinkPolicy, normalize
 
@@ -86,6 +87,7 @@ class _Config:
     extractors: tuple[tuple[str, Callable[..., Any]], ...] = ()
     policy: LinkPolicy | None = None
     max_links: int = DEFAULT_MAX_LINKS
+    extract: str = ""  # "", or the format of the main content: "text" or "markdown"
 
 
 _config = _Config()
@@ -114,13 +116,16 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links: int) -> None:
+def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links: int,
+                extract: str = "") -> None:
     """The ProcessPoolExecutor initializer: plugins load once per process, not per page."""
     global _config
     if max_links < 0:
         raise ValueError(f"max_links {max_links}: expected 0 or more")
+    if extract and extract not in main_content.FORMATS:
+        raise ValueError(f"extract {extract!r}: expected one of {main_content.FORMATS}")
     loaded = tuple((spec, load_callable(spec)) for spec in extractors)
-    _config = _Config(extractors=loaded, policy=policy, max_links=max_links)
+    _config = _Config(extractors=loaded, policy=policy, max_links=max_links, extract=extract)
 
 
 def parse_many(inputs: list[ParseInput]) -> list[ParseResult]:
@@ -231,12 +236,21 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
                   if next(t.iterancestors("svg"), None) is None), None)
     links, dropped = _links(root, base, robots_nofollow)
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
+    lang = _collapse(root.get("lang") or root.get("xml:lang"))
+    content = content_lang = None
+    if _config.extract and 200 <= inp.status < 300:
+        try:
+            content = main_content.main_content(text, inp.url, _config.extract)
+            content_lang = lang or main_content.detect_language(content)
+        except Exception as exc:  # the page keeps its record, with content ""
+            content = ""
+            error = "; ".join(filter(None, (error, _describe("extract", exc))))
     tokens = _WORD.findall(_visible_text(root).lower())  # last: it takes the tree apart
     return ParseResult(
-        sha256=digest, is_html=True, title=title,
-        description=description, lang=_collapse(root.get("lang") or root.get("xml:lang")),
+        sha256=digest, is_html=True, title=title, description=description, lang=lang,
         canonical=canonical, words=len(tokens), simhash=simhash_of(tokens), encoding=encoding,
-        links=links, links_dropped=dropped, extra=extra, error=error)
+        links=links, links_dropped=dropped, extra=extra, error=error, content=content,
+        content_lang=content_lang)
 
 
 def _links(root: Any, base: str, page_nofollow: bool) -> tuple[list[Link], int]:

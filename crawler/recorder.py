@@ -39,6 +39,7 @@ from .warc import WarcFile
 FLUSH_BATCH = 256  # outcomes that make a flush due before its timer
 FLUSH_LINKS = 16_384  # links that do the same: hub pages carry thousands each
 BACKLOG = 4  # flushes' worth waiting, past which the engine starts no new URL
+BULK = ("links", "content")  # files written before the commit, cut back on resume
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Finished:
     links: list[Link] = field(default_factory=list)
     error: Record | None = None
     response: Response | None = None  # for the WARC file
+    content: Record | None = None  # the main content (--extract), for content.jsonl
 
 
 class Recorder:
@@ -114,25 +116,32 @@ class Recorder:
             pages: list[Record] = []
             links: list[Record] = []
             errors: list[Record] = []
+            content: list[Record] = []
             for f in batch:
                 if f.page is not None:
                     f.page["near_duplicate_of"] = f.outcome.near_duplicate_of
                     pages.append(f.page)
                     links.extend(self._link_records(f.outcome, f.page, f.links))
                     self._count_page(f.outcome.request, f.page)
+                if f.content is not None:
+                    content.append(f.content)
+                    self._stats.count("extracted" if f.content["content"] else "extracted_empty")
                 if f.error is not None:
                     errors.append(f.error)
                     self._stats.error(f.error["kind"])
                 self._stats.count("duplicates", f.outcome.admitted.count(False))
             data = await self._threads.run(
-                encode_batches, {"pages": pages, "links": links, "errors": errors})
-            # links, the bulk of the bytes, go to disk before the commit and are only cut back
-            # on resume; pages and errors, small, travel in the journal and are replayed
-            await self._files.write({"links": data.pop("links", b"")})
+                encode_batches,
+                {"pages": pages, "links": links, "errors": errors, "content": content})
+            # links and content, the bulk of the bytes, go to disk before the commit and are
+            # only cut back on resume; pages and errors, small, travel in the journal and are
+            # replayed
+            bulk = {kind: data.pop(kind, b"") for kind in BULK if kind in self._files.sizes}
+            await self._files.write(bulk)
             failpoints.reach("links-written")
             journal = Journal({kind: (self._files.sizes[kind], blob)
                                for kind, blob in data.items()})
-            journal.files["links"] = (self._files.sizes["links"], b"")
+            journal.files.update((kind, (self._files.sizes[kind], b"")) for kind in bulk)
             if self._warc is not None:
                 archive = [f.response for f in batch if f.response is not None]
                 journal.files["warc"] = (await self._threads.run(self._warc.write, archive), b"")

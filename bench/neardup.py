@@ -1,0 +1,158 @@
+"""`python -m bench.neardup`: time per near-duplicate lookup against N stored fingerprints.
+
+For each store (SQLite, and Redis when `redis-server` is on PATH) and each N (default 10 000
+and 1 000 000): the index is filled with N random fingerprints through the store's own layout
+(block buckets capped at `BUCKET_CAP`, see crawler/frontier/neardup.py), in bulk, then pages
+with fresh random fingerprints go through the store as the recorder sends them:
+
+- SQLite: `SqliteFrontier._near_duplicate` (lookup and filing) for each page, in one
+  transaction, as `prepare` calls it;
+- Redis: `RedisFrontier.prepare` on batches of leased pages (lookup in `prepare.lua`; the
+  filing happens in `ack.lua` and is not repeated here).
+
+The figure is the mean wall time per page; a benchmark, never a test. Results are printed as
+JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from crawler.frontier import Outcome, neardup
+from crawler.frontier.redis import RedisFrontier
+from crawler.frontier.sqlite import SqliteFrontier
+from crawler.pools import ThreadPool
+from crawler.settings import load
+
+LOOKUPS = 2000
+BATCH = 250
+
+
+def _fill_buckets(hashes: list[int]) -> dict[int, list[int]]:
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for value in hashes:
+        for key in neardup.buckets(value):
+            if len(buckets[key]) < neardup.BUCKET_CAP:
+                buckets[key].append(value)
+    return buckets
+
+
+async def sqlite_lookup(folder: Path, stored: int, rng: random.Random) -> float:
+    threads = ThreadPool(1)
+    frontier = SqliteFrontier(folder, threads)
+    await frontier.open([], fresh=True, recrawl_after_s=0)
+    hashes = [rng.getrandbits(64) for _ in range(stored)]
+    db = frontier.db
+    db.execute("BEGIN")
+    db.executemany("INSERT OR IGNORE INTO near_pages VALUES (?, ?)",
+                   ((neardup.signed(h), f"http://stored.test/{i}") for i, h in enumerate(hashes)))
+    db.executemany("INSERT INTO near_buckets VALUES (?, ?)",
+                   ((k, b"".join(map(neardup.pack, v)))
+                    for k, v in _fill_buckets(hashes).items()))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    probes = [f"{rng.getrandbits(64):016x}" for _ in range(LOOKUPS)]
+    db.execute("BEGIN")
+    start = time.perf_counter()
+    for i, probe in enumerate(probes):
+        frontier._near_duplicate(f"http://probe.test/{i}", probe)
+    elapsed = time.perf_counter() - start
+    db.execute("ROLLBACK")
+    await frontier.close()
+    threads.shutdown()
+    return elapsed / LOOKUPS
+
+
+async def redis_lookup(url: str, stored: int, rng: random.Random) -> float:
+    frontier = RedisFrontier(load(None, {"frontier": url}), f"bench{stored}")
+    await frontier.reset()
+    client = frontier._client
+    hashes = [rng.getrandbits(64) for _ in range(stored)]
+    p = frontier.prefix
+    for start in range(0, stored, 20_000):
+        async with client.pipeline(transaction=False) as pipe:
+            for i, h in enumerate(hashes[start:start + 20_000], start):
+                pipe.hset(p + "np", f"{h:016x}", f"http://stored.test/{i}")
+            await pipe.execute()
+    buckets = list(_fill_buckets(hashes).items())
+    for start in range(0, len(buckets), 20_000):
+        async with client.pipeline(transaction=False) as pipe:
+            for key, values in buckets[start:start + 20_000]:
+                i, block = key >> neardup.BLOCK_BITS, key & 0xFFFF
+                pipe.set(f"{p}nb:{i}:{block:04x}", "".join(f"{v:016x}" for v in values))
+            await pipe.execute()
+    seeds = [f"http://probe{i % 100}.test/{i}" for i in range(BATCH)]
+    await frontier.open(seeds, fresh=False, recrawl_after_s=0)
+    leased = []
+    while len(leased) < BATCH:
+        leased += await frontier.lease(BATCH, ())
+    rounds = LOOKUPS // BATCH
+    total = 0.0
+    for _ in range(rounds):
+        batch = [Outcome(r, "done", status=200, simhash=f"{rng.getrandbits(64):016x}")
+                 for r in leased]
+        start = time.perf_counter()
+        await frontier.prepare(batch)
+        total += time.perf_counter() - start
+    await frontier.reset()
+    await frontier.close()
+    return total / (rounds * BATCH)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.neardup", description=__doc__)
+    parser.add_argument("--sizes", default="10000,1000000")
+    parser.add_argument("--stores", default="sqlite,redis")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    stores = args.stores.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="crawl-neardup-"))
+    server = None
+    try:
+        if "redis" in stores and shutil.which("redis-server"):
+            port = _free_port()
+            server = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+            time.sleep(0.5)
+        for size in sizes:
+            for store in stores:
+                rng = random.Random(size)
+                if store == "sqlite":
+                    folder = tmp / f"sqlite-{size}"
+                    folder.mkdir()
+                    per = asyncio.run(sqlite_lookup(folder, size, rng))
+                elif server is not None:
+                    per = asyncio.run(redis_lookup(f"redis://127.0.0.1:{port}/0", size, rng))
+                else:
+                    continue
+                print(json.dumps({"store": store, "stored": size,
+                                  "us_per_lookup": round(per * 1e6, 1)}), flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
