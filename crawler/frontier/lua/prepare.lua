@@ -20,29 +20,42 @@ local function distance(a, b)
 end
 
 -- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
--- buckets only (at most NEAR_CAP fingerprints each, see common.lua).
-local earlier = {}
+-- buckets only (at most NEAR_CAP fingerprints each, see common.lua), and in the same four
+-- buckets of the batch's earlier pages, which ack.lua has not filed yet.
+local batch_buckets = {}
 local function near(url, sim)
+  local found = cjson.null
   for i = 0, 3 do
-    local packed = redis.call('GET', near_bucket(i, sim))
+    local key = near_bucket(i, sim)
+    local packed = found == cjson.null and redis.call('GET', key)
     if packed then
       for j = 1, #packed, 16 do
         local other = string.sub(packed, j, j + 15)
         if distance(sim, other) <= maxd then
           local page = redis.call('HGET', P .. 'np', other)
           if page and page ~= url then
-            return page
+            found = page
+            break
           end
         end
       end
     end
-  end
-  for _, e in ipairs(earlier) do
-    if e[2] ~= url and distance(sim, e[1]) <= maxd then
-      return e[2]
+    local mates = batch_buckets[key]
+    if not mates then
+      mates = {}
+      batch_buckets[key] = mates
     end
+    if found == cjson.null then
+      for _, e in ipairs(mates) do
+        if e[2] ~= url and distance(sim, e[1]) <= maxd then
+          found = e[2]
+          break
+        end
+      end
+    end
+    mates[#mates + 1] = {sim, url}
   end
-  return cjson.null
+  return found
 end
 
 local fresh = {}
@@ -58,7 +71,6 @@ for _, o in ipairs(batch) do
     end
     if r.ok and o.s ~= cjson.null then
       r.n = near(o.u, o.s)
-      earlier[#earlier + 1] = {o.s, o.u}
     end
   end
   for i, url in ipairs(o.c) do
