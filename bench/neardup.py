@@ -5,8 +5,8 @@ and 1 000 000): the index is filled with N random fingerprints through the store
 (block buckets capped at `BUCKET_CAP`, see crawler/frontier/neardup.py), in bulk, then pages
 with fresh random fingerprints go through the store as the recorder sends them:
 
-- SQLite: `SqliteFrontier._near_duplicate` (lookup and filing) for each page, in one
-  transaction, as `prepare` calls it;
+- SQLite: `SqliteFrontier._near_duplicate` (lookup and filing) for each page, a transaction
+  per batch of 250, as `prepare` calls it and `commit` ends it;
 - Redis: `RedisFrontier.prepare` on batches of leased pages (lookup in `prepare.lua`; the
   filing happens in `ack.lua` and is not repeated here).
 
@@ -64,12 +64,13 @@ async def sqlite_lookup(folder: Path, stored: int, rng: random.Random) -> float:
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     probes = [f"{rng.getrandbits(64):016x}" for _ in range(LOOKUPS)]
-    db.execute("BEGIN")
     start = time.perf_counter()
-    for i, probe in enumerate(probes):
-        frontier._near_duplicate(f"http://probe.test/{i}", probe)
+    for at in range(0, LOOKUPS, BATCH):  # one transaction per batch, as the recorder commits
+        db.execute("BEGIN")
+        for i in range(at, at + BATCH):
+            frontier._near_duplicate(f"http://probe.test/{i}", probes[i])
+        db.execute("COMMIT")
     elapsed = time.perf_counter() - start
-    db.execute("ROLLBACK")
     await frontier.close()
     threads.shutdown()
     return elapsed / LOOKUPS
