@@ -22,6 +22,7 @@ from . import Candidate, Journal, Orphan, Outcome, RunInfo, neardup
 T = TypeVar("T")
 
 QUEUED, LEASED, DONE, FAILED, SKIPPED = range(5)
+_U64 = (1 << 64) - 1
 _IN_CHUNK = 500  # URLs per `IN (...)` lookup, under SQLite's bound on parameters
 _STATE = {"done": DONE, "failed": FAILED, "skipped": SKIPPED}
 
@@ -43,14 +44,11 @@ CREATE TABLE IF NOT EXISTS urls (
     title TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS urls_queue ON urls (state, seq);
--- The near-duplicate index (see neardup.py): per bucket "block I is X", its fingerprints
--- packed 8 bytes each, at most BUCKET_CAP; and which page had each fingerprint first.
-CREATE TABLE IF NOT EXISTS near_buckets (
-    bucket INTEGER PRIMARY KEY,
-    hashes BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS near_pages (
-    simhash INTEGER PRIMARY KEY,  -- signed 64-bit
+-- Every distinct simhash of the job, in filing order (id = its number in neardup.BlockIndex,
+-- plus one), with the page that had it first: append-only, read back into memory at open.
+CREATE TABLE IF NOT EXISTS fingerprints (
+    id INTEGER PRIMARY KEY,
+    simhash INTEGER NOT NULL,  -- signed 64-bit
     url TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -127,6 +125,7 @@ class SqliteFrontier:
         # URLs queued or leased, counted once at open and then kept as they move, so that
         # `pending` (every second, with a live progress bar) scans no table
         self._unfinished = 0
+        self._index = neardup.BlockIndex()  # the job's fingerprints, filled at open
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -164,6 +163,8 @@ class SqliteFrontier:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        self._index = neardup.BlockIndex(
+            h & _U64 for (h,) in db.execute("SELECT simhash FROM fingerprints ORDER BY id"))
         self._migrate_simhashes()
         columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
         if "totals" not in columns:  # a state file from before the column existed
@@ -302,28 +303,24 @@ class SqliteFrontier:
                            "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
-        """An earlier page within the distance, from the four buckets only; then file this
-        page's fingerprint (once per distinct fingerprint, and not in a full bucket)."""
+        """An earlier page within the distance, from the value's four buckets; then file the
+        fingerprint, unless an identical one was filed before."""
         value = int(simhash, 16)
-        keys = neardup.buckets(value)
-        stored: dict[int, bytes] = {}
-        found = None
-        for bucket, packed in self.db.execute(
-                "SELECT bucket, hashes FROM near_buckets WHERE bucket IN (?, ?, ?, ?)", keys):
-            stored[bucket] = packed
-            for other in neardup.within(value, packed, self._distance) if found is None else ():
-                row = self.db.execute("SELECT url FROM near_pages WHERE simhash=?",
-                                      (neardup.signed(other),)).fetchone()
-                if row is not None and row[0] != url:
+        index = self._index
+        found, exact = None, False
+        for number in index.near(value, self._distance):
+            exact = exact or index.get(number) == value
+            if found is None:
+                row = self.db.execute("SELECT url FROM fingerprints WHERE id=?",
+                                      (number + 1,)).fetchone()
+                if row[0] != url:
                     found = str(row[0])
-                    break
-        if self.db.execute("INSERT OR IGNORE INTO near_pages VALUES (?, ?)",
-                           (neardup.signed(value), url)).rowcount:
-            mine = neardup.pack(value)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO near_buckets VALUES (?, ?)",
-                [(key, stored.get(key, b"") + mine) for key in keys
-                 if len(stored.get(key, b"")) < 8 * neardup.BUCKET_CAP])
+            if found is not None and exact:
+                break
+        if not exact:
+            number = index.add(value)
+            self.db.execute("INSERT INTO fingerprints VALUES (?, ?, ?)",
+                            (number + 1, neardup.signed(value), url))
         return found
 
     def _migrate_simhashes(self) -> None:
