@@ -88,8 +88,8 @@ def _resiliparse() -> Callable[[str], str]:
 
 
 def _readability() -> Callable[[str], str]:
-    import lxml.html
-    from readability import Document
+    import lxml.html  # type: ignore[import-untyped]
+    from readability import Document  # type: ignore[import-not-found]
 
     def run(html: str) -> str:
         summary = Document(html).summary(html_partial=True)
@@ -98,7 +98,7 @@ def _readability() -> Callable[[str], str]:
 
 
 def _justext() -> Callable[[str], str]:
-    import justext
+    import justext  # type: ignore[import-untyped]
 
     stop = justext.get_stoplist("English")
     return lambda html: "\n".join(p.text for p in justext.justext(html.encode("utf-8"), stop)
@@ -106,14 +106,14 @@ def _justext() -> Callable[[str], str]:
 
 
 def _goose3() -> Callable[[str], str]:
-    from goose3 import Goose
+    from goose3 import Goose  # type: ignore[import-not-found]
 
     goose = Goose()
     return lambda html: goose.extract(raw_html=html).cleaned_text or ""
 
 
 def _newspaper() -> Callable[[str], str]:
-    import newspaper
+    import newspaper  # type: ignore[import-not-found]
 
     def run(html: str) -> str:
         article = newspaper.Article("http://example.com/")
@@ -125,7 +125,8 @@ def _newspaper() -> Callable[[str], str]:
 
 CANDIDATES: dict[str, Callable[[], Callable[[str], str]]] = {
     "trafilatura": _trafilatura, "trafilatura-fast": _trafilatura_fast,
-    "trafilatura-markdown": _trafilatura_md, "trafilatura-no-comments": _trafilatura_nc, "resiliparse": _resiliparse,
+    "trafilatura-markdown": _trafilatura_md, "trafilatura-no-comments": _trafilatura_nc,
+    "resiliparse": _resiliparse,
     "readability-lxml": _readability, "justext": _justext, "goose3": _goose3,
     "newspaper4k": _newspaper,
 }

@@ -36,6 +36,6 @@ def detect_language(text: str) -> str | None:
     """The ISO 639-1 code of the text's language; None for a text with no words."""
     if not _WORD.search(text):
         return None
-    import py3langid  # loads its model once per process, at the first page without a lang
+    import py3langid  # type: ignore[import-untyped]  # loads its model once per process, at the first page without a lang
 
     return str(py3langid.classify(text[:_LANG_SAMPLE])[0])

@@ -72,7 +72,7 @@ def test_markdown_keeps_the_structure(extracting: None) -> None:
 def test_a_page_without_main_content_gets_empty_content(extracting: None) -> None:
     result = parse(ParseInput(url="http://a.test/", status=200, content_type="text/html",
                               charset=None, headers={},
-                              body=b"<html><body><script>show()</script><img src=a.png></body></html>"))
+                              body=b"<html><body><script>go()</script><img src=a></body></html>"))
     assert result.content == "" and result.content_lang is None
 
 
