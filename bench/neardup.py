@@ -102,7 +102,7 @@ async def redis_lookup(url: str, stored: int, rng: random.Random) -> dict[str, f
         async with client.pipeline(transaction=False) as pipe:
             for key, values in buckets[start:start + 20_000]:
                 i, block = key >> neardup.BLOCK_BITS, key & 0xFFFF
-                pipe.set(f"{p}nb:{i}:{block:04x}", "".join(f"{v:016x}" for v in values))
+                pipe.set(f"{p}nb:{i}:{block:04x}", b"".join(v.to_bytes(8, "big") for v in values))
             await pipe.execute()
     seeds = [f"http://probe{i % 100}.test/{i}" for i in range(BATCH)]
     await frontier.open(seeds, fresh=False, recrawl_after_s=0)

@@ -63,7 +63,7 @@ class Store:
                 db.close()
         client = self.frontier._client
         keys = [k async for k in client.scan_iter(match=self.frontier.prefix + "nb:*")]
-        return [await client.strlen(k) // 16 for k in keys]
+        return [await client.strlen(k) // 8 for k in keys]
 
 
 @pytest.fixture

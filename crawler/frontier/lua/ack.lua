@@ -46,8 +46,8 @@ for i, o in ipairs(outcomes) do
       if o.x ~= cjson.null and redis.call('HSETNX', P .. 'np', o.x, o.u) == 1 then
         for b = 0, 3 do
           local bucket = near_bucket(b, o.x)
-          if redis.call('STRLEN', bucket) < 16 * NEAR_CAP then
-            redis.call('APPEND', bucket, o.x)
+          if redis.call('STRLEN', bucket) < 8 * NEAR_CAP then
+            redis.call('APPEND', bucket, sim_bytes(o.x))
           end
         end
       end

@@ -22,17 +22,24 @@ end
 -- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
 -- buckets only (at most NEAR_CAP fingerprints each, see common.lua), and in the same four
 -- buckets of the batch's earlier pages, which ack.lua has not filed yet.
+-- bits set in each byte value, so that a stored fingerprint is compared in 8 lookups
+local POP = {[0] = 0}
+for v = 1, 255 do POP[v] = POP[bit.rshift(v, 1)] + bit.band(v, 1) end
+local bxor = bit.bxor
 local batch_buckets = {}
 local function near(url, sim)
   local found = cjson.null
+  local s1, s2, s3, s4, s5, s6, s7, s8 = string.byte(sim_bytes(sim), 1, 8)
   for i = 0, 3 do
     local key = near_bucket(i, sim)
     local packed = found == cjson.null and redis.call('GET', key)
     if packed then
-      for j = 1, #packed, 16 do
-        local other = string.sub(packed, j, j + 15)
-        if distance(sim, other) <= maxd then
-          local page = redis.call('HGET', P .. 'np', other)
+      for j = 1, #packed, 8 do
+        local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(packed, j, j + 7)
+        local d = POP[bxor(b1, s1)] + POP[bxor(b2, s2)] + POP[bxor(b3, s3)] + POP[bxor(b4, s4)]
+          + POP[bxor(b5, s5)] + POP[bxor(b6, s6)] + POP[bxor(b7, s7)] + POP[bxor(b8, s8)]
+        if d <= maxd then
+          local page = redis.call('HGET', P .. 'np', sim_hex(packed, j))
           if page and page ~= url then
             found = page
             break
