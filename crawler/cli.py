@@ -60,6 +60,8 @@ def crawl(
     workers: Annotated[int | None, Opt(help="Parse processes.")] = None,
     threads: Annotated[int | None, Opt(help="Threads for blocking clients.")] = None,
     warc: Annotated[bool | None, Opt("--warc", help="Also write WARC files.")] = None,
+    extract: Annotated[str | None, Opt(help="Main content to content.jsonl: text or markdown.")
+                       ] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress",
                                          help="Live progress bar.")] = None,
     quiet: Annotated[int, Opt("--quiet", "-q", count=True, help="Quieter logging.")] = 0,

@@ -120,10 +120,10 @@ class Runner:
                  f" as worker {info.worker}" if info.worker else "")
         self.suffix = f"-{info.worker}" if info.worker else ""
         await self._settle_orphans()
-        self.files = JsonlFiles(self.run_dir, self.threads, self.suffix)
+        self.files = JsonlFiles(self.run_dir, self.threads, self.suffix, bool(self.s.extract))
         self.sinks = PluginSinks(self.s.sinks, self.threads, self.stats, self.s.sink_queue)
         self.parser = ParsePool(self.s.worker_count, self.s.parse_timeout, self.s.extractors,
-                                self.policy, self.s.max_links_per_page)
+                                self.policy, self.s.max_links_per_page, self.s.extract)
         guard = AddressGuard(self.policy)
         session = open_session(self.s, guard)
         self.progress = Progress(self.s, self.stats)

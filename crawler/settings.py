@@ -81,6 +81,7 @@ class Settings:
     stats_interval: float
     extractors: tuple[str, ...]
     sinks: tuple[str, ...]
+    extract: str
     progress: bool | str
     verbosity: int
 
@@ -103,6 +104,7 @@ class Settings:
 _CHOICES = {
     "scope": ("host", "domain", "any"),
     "private_networks": ("seeds", "allow", "deny"),
+    "extract": ("", "text", "markdown"),
 }
 # (least value) for numbers that must not go below it
 _MINIMUM = {
