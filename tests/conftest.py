@@ -534,8 +534,9 @@ class RedisCluster:
 
         for node in self.nodes:
             node.folder.mkdir(parents=True, exist_ok=True)
+            # the bus port is the client port + 10000 unless given: past 65535 for high ports
             node.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", "2000"])
+                        "--cluster-node-timeout", "2000", "--cluster-port", str(free_port())])
         subprocess.run(
             [str(self.cli), "--cluster", "create",
              *(f"127.0.0.1:{n.port}" for n in self.nodes),

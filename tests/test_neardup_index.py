@@ -47,9 +47,9 @@ class Store:
                                 simhash=f"{h:016x}", title="t")
                         for u, h in zip(urls[start:start + batch],
                                         hashes[start:start + batch], strict=True)]
-            await self.frontier.prepare(outcomes)
-            await self.frontier.commit(Journal({"pages": (0, b"")}))
-            found += [o.near_duplicate_of for o in outcomes]
+            prepared = await self.frontier.prepare(outcomes)
+            await self.frontier.commit(prepared, Journal({"pages": (0, b"")}))
+            found += [a.near_duplicate_of for a in prepared.admissions]
         return found
 
     async def bucket_sizes(self) -> list[int]:
