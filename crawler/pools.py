@@ -25,6 +25,7 @@ from .urls import LinkPolicy
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 8  # pages in one trip to a parse process; a hang is found within this many timeouts
+STARTUP_TIMEOUT_S = 60.0  # for a new pool's processes to start (they import lxml, numpy, ada)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -50,6 +51,10 @@ class _Waiting:
 
 class ParseFailed(Exception):
     """A page that hung or crashed its parse process; it becomes an error record of kind parse."""
+
+
+def _ready() -> None:
+    """Nothing: answered by a parse process once it has started."""
 
 
 def _init_worker(owner: int, *initargs: Any) -> None:
@@ -221,6 +226,10 @@ class ParsePool:
             generation = self._generation
             try:
                 loop = asyncio.get_running_loop()
+                # the pool was just rebuilt: its processes starting (imports) are not the
+                # page's parse time, so the clock starts once one of them answers
+                await asyncio.wait_for(loop.run_in_executor(self._executor, _ready),
+                                       max(self._timeout, STARTUP_TIMEOUT_S))
                 future = loop.run_in_executor(self._executor, parse.parse_many, [inp])
                 result = (await asyncio.wait_for(future, self._timeout))[0]
             except (BrokenProcessPool, TimeoutError) as exc:
