@@ -266,27 +266,26 @@ class Fetcher:
                     attempt = await self._attempt(url, headers, self._s.max_bytes)
             except (FetchTimeout, FetchConnection) as exc:
                 exc.attempts = attempts
-                slot.failed()
+                if exc.host_level:
+                    slot.unreachable()
                 if attempts > self._s.retries:
                     raise
-                self._back_off(slot, attempts, None)
+                await self._back_off(slot, attempts, None)
                 continue
-            if attempt.status >= 500:
-                slot.failed()
-            elif attempt.status != 429:
-                slot.succeeded()
+            slot.answered(url, attempt.status, attempt.elapsed_s)
             if attempt.status in RETRY_STATUSES and attempts <= self._s.retries:
-                self._back_off(slot, attempts, attempt.headers.get("retry-after"))
+                await self._back_off(slot, attempts, attempt.headers.get("retry-after"))
                 continue
             return attempt, attempts, fetched_at
 
-    def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
+    async def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
+        """The URL's own wait before its retry; a Retry-After also holds the whole host."""
         self._stats.count("retries")
         wait = self._s.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
         asked = retry_after_s(retry_after, time.time())
         if asked is not None:
-            wait = max(wait, min(asked, self._s.max_retry_after))
-        slot.defer(wait)
+            slot.defer(min(asked, self._s.max_retry_after))
+        await slot.rest(wait)
 
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
                        truncate: bool = False) -> _Attempt:
@@ -315,11 +314,16 @@ class Fetcher:
                                 _as_received(resp.raw_headers))
         except FetchError:
             raise
+        except aiohttp.ConnectionTimeoutError:
+            raise FetchTimeout(f"no connection within {self._s.connect_timeout:g} s",
+                               host_level=True) from None
         except TimeoutError:
             raise FetchTimeout(
                 f"no complete answer within {self._s.timeout:g} s") from None
         except aiohttp.ClientPayloadError as exc:  # cut short, or broken chunked framing
             raise FetchConnection(f"body cut short: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:  # refused, unreachable: the host's
+            raise FetchConnection(f"{type(exc).__name__}: {exc}", host_level=True) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
             raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
