@@ -33,19 +33,19 @@ from tests.test_e2e_fetch import crawl
 
 
 @contextlib.contextmanager
-def full_backlog() -> Iterator[int]:
+def full_backlog(host: str = "127.0.0.1") -> Iterator[int]:
     """A loopback port whose accept queue is full: a new connection's SYN goes unanswered."""
     server = socket.socket()
     clients: list[socket.socket] = []
     try:
-        server.bind(("127.0.0.1", 0))
+        server.bind((host, 0))
         server.listen(0)
         port = server.getsockname()[1]
         for _ in range(4):
             client = socket.socket()
             client.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                client.connect(("127.0.0.1", port))
+                client.connect((host, port))
             clients.append(client)
         yield port
     finally:
