@@ -102,7 +102,7 @@ async def test_keep_alive_closed_by_the_server_is_retried_once_quietly(
 async def test_5xx_statuses_are_retried_then_recorded_with_their_status(
         site: Site, tmp_path: Path) -> None:
     codes = (500, 502, 503, 504)
-    # eight failures in a row open the host's breaker: short pauses keep the test quick
+    # 502, 503 and 504 across URLs double the host's pace: short pauses keep the test quick
     config = config_file(tmp_path, "backoff = 0.05\nmax_retry_after = 0.2\n")
     _, run = await crawl(site, tmp_path, *(f"/status/{c}" for c in codes), retries=1,
                          extra=("--config", str(config)))
