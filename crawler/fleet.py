@@ -6,7 +6,8 @@ host's next start time there, so `--per-host`, `--delay`, `Crawl-delay`, `Retry-
 the host's pace (`politeness`' rule, read from and told to the fleet) hold for the fleet, not
 per process. robots.txt is downloaded by one worker per host and run, the others read it
 from the fleet (and only that worker reads the sitemaps it names). The runner settles dead
-workers' files from `orphans` and sums the others' totals into stats.json. `Fleet` is that state; the Redis frontier keeps it.
+workers' files from `orphans` and sums the others' totals into stats.json. `Fleet` is that
+state; the Redis frontier keeps it.
 """
 
 from __future__ import annotations
