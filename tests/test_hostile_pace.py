@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from crawler.htmlreport import render
 from crawler.summary import summarize
 from tests.conftest import (
+    RedisServer,
     Site,
     assert_no_traceback,
     config_file,
@@ -25,6 +27,7 @@ from tests.conftest import (
     load_run,
     run_crawl,
     seeds_file,
+    start_crawl,
 )
 from tests.site import COUNTERS, LOG, make_site
 from tests.test_hostile_fetch import full_backlog
@@ -179,3 +182,35 @@ async def test_refused_and_unanswered_connections_slow_the_host_and_the_report_s
     assert summary["throttle_delay_s"]["slowest"][0] == ["127.0.0.3", 0.8]
     page = render(summary)
     assert 'data-key="throttle_delay_s"' in page and "<td>127.0.0.3</td>" in page
+
+
+@pytest.mark.slow
+async def test_a_fleet_spaces_a_slow_host_by_the_pace_its_workers_share(
+        site: Site, tmp_path: Path, redis_server: RedisServer) -> None:
+    """Two workers with --throttle on one Redis frontier: the host's pace (its latency) is the
+    fleet's, so their starts together, not each worker's alone, are spaced by it."""
+    job = "pace-fleet"
+    client = aioredis.Redis.from_url(redis_server.url)
+    keys = [k async for k in client.scan_iter(match=f"crawl:{{{job}}}:*")]
+    if keys:
+        await client.delete(*keys)
+    urls = [site.url(f"/slow/{SLOW_S}?i={i}") for i in range(16)]
+    args = [seeds_file(tmp_path, *urls), *fast(tmp_path / "out"), "--job", job, "--throttle",
+            "--frontier", redis_server.url, "--per-host", "4", "--concurrency", "2",
+            "--workers", "1"]
+    crawls = [await start_crawl(*args, "--worker", name) for name in ("a", "b")]
+    results = [await crawl.wait(120) for crawl in crawls]
+    for result in results:
+        assert result.returncode == 0, str(result)
+        assert_no_traceback(result)
+    assert await client.hget(f"crawl:{{{job}}}:pace", "127.0.0.1") is not None
+    await client.aclose()
+
+    starts = sorted(h.at for h in site.log if h.path_qs.startswith("/slow/"))
+    assert len(starts) == 16
+    answered = starts[0] + SLOW_S
+    spaced = [b - a for a, b in itertools.pairwise(starts) if b >= answered + SLOW_S]
+    assert len(spaced) >= 6 and min(spaced) >= SLOW_S - TOLERANCE, _gaps(starts)
+    run = load_run(tmp_path / "out", job)
+    by_worker = {f.name for f in run.dir.glob("pages-*.jsonl") if f.stat().st_size}
+    assert by_worker == {"pages-a.jsonl", "pages-b.jsonl"}, "both workers fetched"
