@@ -100,7 +100,9 @@ class HostSlot:
         self._slow()
 
     async def rest(self, seconds: float) -> None:
-        """A URL's own back-off before its retry, holding none of the host's places."""
+        """A URL's own back-off before its retry, holding none of the host's places (the
+        scheduler may hand out another URL meanwhile; the semaphore still caps what is in
+        flight when the rested one comes back)."""
         self.resting += 1
         try:
             await asyncio.sleep(seconds)
