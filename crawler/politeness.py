@@ -13,8 +13,8 @@ with what the host tells us:
 1. A host-level signal doubles `p` (from at least `backoff`): an answer 429, 502, 503 or
    504 from a URL that has not doubled it already (so a run of them across different URLs
    slows the host, one URL retried does not keep doubling it), a connection refused or not
-   answered in `connect_timeout`, a name that does not resolve. The next start moves out
-   to the last start plus the new pace, so the doubling holds at once.
+   made within `connect_timeout`. The next start moves out to the last start plus the new
+   pace, so the doubling holds at once.
 2. A healthy answer (any status below 500 but 429) brings `p` back: half-way towards the
    target when it is above it, to the target at once when below. The target is `delay`;
    with `throttle`, the host's recent latency (a moving average of its answers' times)
@@ -25,6 +25,9 @@ with what the host tells us:
 
 A `Retry-After` (contract section 4) pushes the host's next start out by its value, within
 `max_retry_after`, on top of the rule. The per-host concurrency (`per_host`) holds as well.
+Without `throttle` only the latency part is off: host-level signals slow a host all the same.
+In a fleet, `p` is the fleet's: a worker tells it when it moves, reads it back before a
+start, and the fleet's next start time is set by it (`SharedSlot`).
 """
 
 from __future__ import annotations
