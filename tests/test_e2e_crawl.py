@@ -526,9 +526,10 @@ async def test_kill_9_then_the_same_command_continues_the_same_run(
 @pytest.mark.slow
 async def test_max_runtime_stops_gracefully(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    seeds = seeds_file(tmp_path, *(site.url(f"/slow/0.5?i={i}") for i in range(20)))
-    # 20 sequential half-second pages take 10 s: a 3 s limit leaves room for a slow start
-    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "3s")
+    seeds = seeds_file(tmp_path, *(site.url(f"/slow/1?i={i}") for i in range(20)))
+    # 20 sequential one-second pages take 20 s: a 6 s limit leaves room for a slow start
+    # (the parse processes importing lxml, numpy and ada on a busy machine) on both sides
+    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "6s")
     assert result.returncode == 0, str(result)
     run = load_run(out, "seeds")
     assert run.stats["stop_reason"] == "max_runtime"
