@@ -7,8 +7,9 @@ What one page goes through, one module a step, each handing down to the next:
 2. `frontier`   queue, dedup and per-run state of every URL (SQLite, or Redis when shared);
                 `lease` hands the engine a batch of `Request`s
 3. `scheduler`  the lease buffer: `ready()` returns the requests whose host may start one now
-4. `politeness` the one per-host gate, `HostSlot` (concurrency, spacing, Retry-After, the
-                circuit breaker), made by one factory; a fleet's slots are also the fleet's
+4. `politeness` the one per-host gate, `HostSlot` (concurrency, Retry-After, the pace: one
+                rule for delay, throttle and back-off), made by one factory; a fleet's slots
+                are also the fleet's
 5. `fetch`      aiohttp on the event loop: address checks, `robots`, retries and redirects,
                 each attempt through the host's slot; `decoding` undoes Content-Encoding
                 under the byte limit; gives one `Response` or a `FetchError`

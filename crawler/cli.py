@@ -43,6 +43,8 @@ def crawl(
     delay: Annotated[float | None, Opt(help="Seconds between request starts per host.")] = None,
     timeout: Annotated[float | None, Opt(help="Seconds for one attempt.")] = None,
     retries: Annotated[int | None, Opt(help="Extra attempts on timeouts, 429 and 5xx.")] = None,
+    throttle: Annotated[bool | None, Opt("--throttle/--no-throttle",
+                                         help="Pace each host by its latency.")] = None,
     max_bytes: Annotated[int | None, Opt(help="Body limit after decompression.")] = None,
     scope: Annotated[str | None, Opt(help="host, domain or any.")] = None,
     allow: Annotated[list[str] | None, Opt(help="Regex a URL must match (repeatable).")] = None,

@@ -67,9 +67,12 @@ class FetchError(CrawlError):
 
     kind = "other"
 
-    def __init__(self, message: str, attempts: int = 1) -> None:
+    def __init__(self, message: str, attempts: int = 1, *, host_level: bool = False) -> None:
         super().__init__(message)
         self.attempts = attempts
+        # the host's failure (connection refused or not made in time), not the URL's: it
+        # slows the host (see `politeness`)
+        self.host_level = host_level
 
 
 class FetchTimeout(FetchError):

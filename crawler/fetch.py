@@ -296,27 +296,26 @@ class Fetcher:
                     attempt = await self._attempt(url, headers, self._s.max_bytes)
             except (FetchTimeout, FetchConnection) as exc:
                 exc.attempts = attempts
-                slot.failed()
+                if exc.host_level:
+                    slot.unreachable()
                 if attempts > self._s.retries:
                     raise
-                self._back_off(slot, attempts, None)
+                await self._back_off(slot, attempts, None)
                 continue
-            if attempt.status >= 500:
-                slot.failed()
-            elif attempt.status != 429:
-                slot.succeeded()
+            slot.answered(url, attempt.status, attempt.elapsed_s)
             if attempt.status in RETRY_STATUSES and attempts <= self._s.retries:
-                self._back_off(slot, attempts, attempt.headers.get("retry-after"))
+                await self._back_off(slot, attempts, attempt.headers.get("retry-after"))
                 continue
             return attempt, attempts, fetched_at
 
-    def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
+    async def _back_off(self, slot: HostSlot, attempts: int, retry_after: str | None) -> None:
+        """The URL's own wait before its retry; a Retry-After also holds the whole host."""
         self._stats.count("retries")
         wait = self._s.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
         asked = retry_after_s(retry_after, time.time())
         if asked is not None:
-            wait = max(wait, min(asked, self._s.max_retry_after))
-        slot.defer(wait)
+            slot.defer(min(asked, self._s.max_retry_after))
+        await slot.rest(wait)
 
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
                        truncate: bool = False) -> _Attempt:
@@ -375,10 +374,15 @@ class Fetcher:
             return ProxyFailure(f"proxy {via} refused: {exc}")
         if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
             return FetchTLS(f"TLS: {exc}")
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # the host's failure, not the URL's
+            return FetchTimeout(f"no connection within {self._s.connect_timeout:g} s",
+                                host_level=True)
         if isinstance(exc, TimeoutError):
             return FetchTimeout(f"no complete answer within {self._s.timeout:g} s")
         if isinstance(exc, aiohttp.ClientPayloadError):  # cut short, or broken chunked framing
             return FetchConnection(f"body cut short: {exc}")
+        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable: the host's
+            return FetchConnection(f"{type(exc).__name__}: {exc}", host_level=True)
         if isinstance(exc, aiohttp.ClientError | OSError):
             return FetchConnection(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, ValueError | UnicodeError):  # yarl or aiohttp refusing a URL/header

@@ -3,10 +3,11 @@
 A worker's `HostSlot` still spaces and caps its own requests; its fleet variant
 (`politeness.SharedSlot`) also takes one of the host's `per_host` places in the fleet and the
 host's next start time there, so `--per-host`, `--delay`, `Crawl-delay`, `Retry-After` and
-the breaker's pauses hold for the fleet, not per process. robots.txt is downloaded by one
-worker per host and run, the others read it from the fleet (and only that worker reads the
-sitemaps it names). The runner settles dead workers' files from `orphans` and sums the
-others' totals into stats.json. `Fleet` is that state; the Redis frontier keeps it.
+the host's pace (`politeness`' rule, read from and told to the fleet) hold for the fleet, not
+per process. robots.txt is downloaded by one worker per host and run, the others read it
+from the fleet (and only that worker reads the sitemaps it names). The runner settles dead
+workers' files from `orphans` and sums the others' totals into stats.json. `Fleet` is that
+state; the Redis frontier keeps it.
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ def render(s: dict[str, Any]) -> str:
         _table_section("Crawl counters", "crawl", s["crawl"]),
         _table_section("Process pool", "process_pool", s["process_pool"]),
         _table_section("Thread pool", "thread_pool", s["thread_pool"]),
+        _pace_section(s.get("throttle_delay_s")),
         "</div>",
         _problems_section(s["problems"]),
     ]
@@ -147,6 +148,21 @@ def _table_section(title: str, key: str, rows: dict[str, Any] | None) -> str:
         for k, v in rows.items()
     )
     return f'<section data-key="{key}"><h2>{escape(title)}</h2><table>{cells}</table></section>'
+
+
+def _pace_section(d: dict[str, Any] | None) -> str:
+    """The slowest hosts' pace (seconds between starts): where politeness held the crawl."""
+    if not d or not d.get("slowest"):
+        return ""
+    rows = "".join(
+        f'<tr><td>{escape(str(host))}</td><td class="n">{escape(fmt(pace))}</td></tr>'
+        for host, pace in d["slowest"]
+    )
+    figures = f"p50 {fmt(d.get('p50'))}, max {fmt(d.get('max'))} over {fmt(d.get('hosts'))} hosts"
+    return (
+        '<section data-key="throttle_delay_s"><h2>Slowest hosts (s between starts)</h2>'
+        f'<p class="muted">{escape(figures)}</p><table>{rows}</table></section>'
+    )
 
 
 def _problems_section(problems: list[dict[str, str]]) -> str:

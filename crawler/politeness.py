@@ -1,7 +1,33 @@
 """Step 4: the one per-host gate. Every request to a host, page, retry, robots.txt or
 sitemap, starts through that host's `HostSlot`; the scheduler asks the same slot whether a
 leased URL may be handed out. A fleet's slots also hold a place in the fleet's slot for the
-host (`HostGate`, kept in Redis by the shared frontier).
+host (`HostGate`, kept in Redis by the shared frontier), and share the host's pace.
+
+The one rule of a host's pace (the least time between two request starts to it):
+
+    pace = max(delay, min(p, max_retry_after))
+
+where `delay` is the setting (or the host's robots.txt Crawl-delay, if longer) and `p` moves
+with what the host tells us:
+
+1. A host-level signal doubles `p` (from at least `backoff`): an answer 429, 502, 503 or
+   504 from a URL that has not doubled it already (so a run of them across different URLs
+   slows the host, one URL retried does not keep doubling it), a connection refused or not
+   made within `connect_timeout`. The next start moves out to the last start plus the new
+   pace, so the doubling holds at once.
+2. A healthy answer (any status below 500 but 429) brings `p` back: half-way towards the
+   target when it is above it, to the target at once when below. The target is `delay`;
+   with `throttle`, the host's recent latency (a moving average of its answers' times)
+   divided by `throttle_target`, so that about `throttle_target` requests are in flight.
+3. A URL that fails on its own (a 500, a reset, a read timeout, a body over `max_bytes`)
+   leaves `p` alone: it costs that URL its retries, each after its own back-off, spent
+   outside the host's places (`rest`), so the host's other URLs keep their pace.
+
+A `Retry-After` (contract section 4) pushes the host's next start out by its value, within
+`max_retry_after`, on top of the rule. The per-host concurrency (`per_host`) holds as well.
+Without `throttle` only the latency part is off: host-level signals slow a host all the same.
+In a fleet, `p` is the fleet's: a worker tells it when it moves, reads it back before a
+start, and the fleet's next start time is set by it (`SharedSlot`).
 """
 
 from __future__ import annotations
@@ -11,6 +37,7 @@ import itertools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -18,47 +45,97 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-BREAKER_THRESHOLD = 3  # consecutive failed attempts on one host that open its breaker
+HOST_STATUSES = frozenset({429, 502, 503, 504})  # answers about the host, not the URL
+LATENCY_WEIGHT = 0.3  # weight of the newest answer in the moving average of latency
+STRUCK_MEMORY = 64  # URLs remembered as having doubled the pace already
+SHARE_CHANGE = 0.1  # a fleet worker tells the fleet a pace that moved by this fraction
+PACE_READ_S = 1.0  # how often a fleet worker reads a host's pace from the fleet
 
 
 class HostSlot:
-    """Politeness for one host (Scrapy's downloader slot): concurrency, spacing, back-off.
+    """Politeness for one host (Scrapy's downloader slot): concurrency and the pace of the
+    module docstring's rule.
 
-    A small circuit breaker: after BREAKER_THRESHOLD failed attempts in a row (5xx, timeout,
-    connection error), starts to this host are spaced by a pause that doubles with each
-    further failure, from `pause` up to `max_pause`; one answer that is not a failure closes
-    it. Other hosts have slots of their own and keep their pace.
-
-    `claimed` counts the URLs the scheduler handed out for this host whose fetch is not over;
-    `may_start` is the scheduler's question, `async with` the fetcher's.
+    `claimed` counts the URLs the scheduler handed out for this host whose fetch is not over,
+    `resting` those of them waiting between two of their own retries; `may_start` is the
+    scheduler's question, `async with` the fetcher's. `answered`, `unreachable` and `rest`
+    are what the fetcher tells the slot.
     """
 
-    def __init__(self, concurrency: int, delay: float, pause: float = 0.5,
-                 max_pause: float = 60.0) -> None:
+    def __init__(self, concurrency: int, delay: float, *, backoff: float = 0.5,
+                 cap: float = 60.0, throttle: bool = False, target: float = 1.0) -> None:
         self.concurrency = concurrency
-        self.delay = delay
+        self.delay = delay  # the floor: the setting, or a longer Crawl-delay
         self.active = 0
         self.claimed = 0
+        self.resting = 0
+        self.latency: float | None = None  # moving average of answer times, with throttle
         self._semaphore = asyncio.Semaphore(concurrency)
         self._next_start = 0.0
-        self._pause = pause
-        self._max_pause = max_pause
-        self.failures = 0  # consecutive failed attempts
+        self._last_start: float | None = None
+        self._p = delay
+        self._backoff = backoff
+        self._cap = cap
+        self._throttle = throttle
+        self._target = target
+        self._struck: deque[str] = deque(maxlen=STRUCK_MEMORY)
 
-    def failed(self) -> None:
-        self.failures += 1
-        if self.failures >= BREAKER_THRESHOLD:
-            self.defer(self.spacing())
+    # -- what the fetcher tells the slot ------------------------------------------------
 
-    def succeeded(self) -> None:
-        self.failures = 0
+    def answered(self, url: str, status: int, latency_s: float) -> None:
+        """An HTTP answer from the host, `latency_s` after the request started."""
+        if status in HOST_STATUSES:
+            if url not in self._struck:
+                self._struck.append(url)
+                self._slow()
+            return
+        if status >= 500:
+            return  # the URL's own failure: its retries pay for it
+        if self._throttle:
+            old = self.latency
+            self.latency = latency_s if old is None else (
+                old + LATENCY_WEIGHT * (latency_s - old))
+        target = self._aim()
+        self._set(target if self._p <= target else (self._p + target) / 2)
+
+    def unreachable(self) -> None:
+        """The host refused a connection, did not answer one in time or did not resolve."""
+        self._slow()
+
+    async def rest(self, seconds: float) -> None:
+        """A URL's own back-off before its retry, holding none of the host's places (the
+        scheduler may hand out another URL meanwhile; the semaphore still caps what is in
+        flight when the rested one comes back)."""
+        self.resting += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.resting -= 1
+
+    def defer(self, seconds: float) -> None:
+        """No request to this host starts within `seconds` (Retry-After)."""
+        self._next_start = max(self._next_start, time.monotonic() + seconds)
+
+    # -- the rule ---------------------------------------------------------------------------
 
     def spacing(self) -> float:
-        """Least time between two request starts: the delay, or the breaker's pause."""
-        if self.failures < BREAKER_THRESHOLD:
-            return self.delay
-        pause = self._pause * 2.0 ** min(self.failures - BREAKER_THRESHOLD, 30)
-        return max(self.delay, min(pause, self._max_pause))
+        """The host's pace: least time between two request starts."""
+        return max(self.delay, min(self._p, self._cap))
+
+    def _aim(self) -> float:
+        if self._throttle and self.latency is not None:
+            return max(self.delay, min(self.latency / self._target, self._cap))
+        return self.delay
+
+    def _slow(self) -> None:
+        self._set(min(self._cap, max(2 * self._p, self._backoff)))
+        if self._last_start is not None:
+            self._next_start = max(self._next_start, self._last_start + self.spacing())
+
+    def _set(self, p: float) -> None:
+        self._p = p
+
+    # -- the gate ---------------------------------------------------------------------------
 
     @property
     def full(self) -> bool:
@@ -69,11 +146,7 @@ class HostSlot:
 
     def may_start(self, now: float) -> bool:
         """Whether one more leased URL of this host may be handed out at `now`."""
-        return self.claimed < self.concurrency and self._next_start <= now
-
-    def defer(self, seconds: float) -> None:
-        """No request to this host starts within `seconds` (Retry-After, back-off)."""
-        self._next_start = max(self._next_start, time.monotonic() + seconds)
+        return self.claimed - self.resting < self.concurrency and self._next_start <= now
 
     async def __aenter__(self) -> HostSlot:
         await self._semaphore.acquire()
@@ -85,6 +158,7 @@ class HostSlot:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
+            self._last_start = now
             self._next_start = now + self.spacing()
         except BaseException:
             self.active -= 1
@@ -98,7 +172,8 @@ class HostSlot:
 
 
 class HostGate(Protocol):
-    """The fleet's per-host state: places in flight and the next start time, every worker's."""
+    """The fleet's per-host state: places in flight, the next start time and the pace,
+    every worker's."""
 
     worker: str
 
@@ -111,26 +186,40 @@ class HostGate(Protocol):
     async def defer(self, host: str, seconds: float) -> None:
         """No worker starts a request to `host` within `seconds`."""
 
+    async def pace(self, host: str, seconds: float | None = None) -> float | None:
+        """The host's pace as the fleet last learnt it (None: not yet); with `seconds`,
+        this worker's new pace, set first."""
+
 
 class SharedSlot(HostSlot):
-    """A `HostSlot` that also holds a place in the fleet's slot for the host."""
+    """A `HostSlot` that also holds a place in the fleet's slot for the host, and shares its
+    pace: a worker that learns a new pace tells the fleet, and every worker reads it back
+    at most PACE_READ_S old (the last change wins)."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, host: str, concurrency: int, delay: float, pause: float,
-                 max_pause: float, gate: HostGate, owner: Politeness) -> None:
-        super().__init__(concurrency, delay, pause, max_pause)
+    def __init__(self, host: str, concurrency: int, delay: float, gate: HostGate,
+                 owner: Politeness, **rule: Any) -> None:
+        super().__init__(concurrency, delay, **rule)
         self.host = host
         self._gate = gate
         self._owner = owner
         self._held: list[str] = []
+        self._told = delay
+        self._read_at = 0.0
 
     async def __aenter__(self) -> HostSlot:
+        if time.monotonic() - self._read_at >= PACE_READ_S:
+            self._read_at = time.monotonic()
+            shared = await self._gate.pace(self.host)
+            if shared is not None:
+                self._p = self._told = shared
         await super().__aenter__()
         token = f"{self._gate.worker}:{os.getpid()}:{next(self._ids)}"
         try:
             while True:  # the fleet's next start time, or a free place, is a poll away
-                wait = await self._gate.slot(self.host, self.concurrency, self.delay, token)
+                wait = await self._gate.slot(self.host, self.concurrency, self.spacing(),
+                                             token)
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
@@ -150,6 +239,19 @@ class SharedSlot(HostSlot):
         super().defer(seconds)
         self._owner.tell(self._gate.defer(self.host, seconds))
 
+    def _slow(self) -> None:
+        super()._slow()
+        self._owner.tell(self._gate.defer(self.host, self.spacing()))
+
+    def _set(self, p: float) -> None:
+        super()._set(p)
+        if abs(p - self._told) > SHARE_CHANGE * max(self._told, 0.01):
+            self._told = p
+            self._owner.tell(self._share(p))
+
+    async def _share(self, p: float) -> None:
+        await self._gate.pace(self.host, p)
+
 
 class Politeness:
     """The run's host slots, made in one place; with a `gate`, every slot is the fleet's."""
@@ -164,17 +266,22 @@ class Politeness:
         slot = self._slots.get(host)
         if slot is None:
             s = self._s
+            rule: dict[str, Any] = {"backoff": s.backoff, "cap": s.max_retry_after,
+                                    "throttle": s.throttle, "target": s.throttle_target}
             if self._gate is None:
-                slot = HostSlot(s.per_host, s.delay, s.backoff, s.max_retry_after)
+                slot = HostSlot(s.per_host, s.delay, **rule)
             else:
-                slot = SharedSlot(host, s.per_host, s.delay, s.backoff, s.max_retry_after,
-                                  self._gate, self)
+                slot = SharedSlot(host, s.per_host, s.delay, self._gate, self, **rule)
             self._slots[host] = slot
         return slot
 
+    def delays(self) -> dict[str, float]:
+        """Every host's pace now, in seconds."""
+        return {host: slot.spacing() for host, slot in self._slots.items()}
+
     def tell(self, call: Coroutine[Any, Any, None]) -> None:
-        """Send a deferral to the fleet without holding up the request that learnt it; the
-        task is kept and awaited by `aclose`."""
+        """Send a deferral or a pace to the fleet without holding up the request that
+        learnt it; the task is kept and awaited by `aclose`."""
         task = asyncio.get_running_loop().create_task(call)
         self._telling.add(task)
         task.add_done_callback(self._told)
@@ -182,9 +289,9 @@ class Politeness:
     def _told(self, task: asyncio.Task[None]) -> None:
         self._telling.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("could not share a host's back-off with the fleet: %s", task.exception())
+            log.warning("could not share a host's pace with the fleet: %s", task.exception())
 
     async def aclose(self) -> None:
-        """Wait for the deferrals still on their way to the fleet."""
+        """Wait for the deferrals and paces still on their way to the fleet."""
         while self._telling:
             await asyncio.gather(*self._telling, return_exceptions=True)

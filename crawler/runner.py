@@ -34,7 +34,7 @@ from .progress import Progress
 from .recorder import Recorder
 from .settings import Settings
 from .sinks import JsonlFiles, PluginSinks, read_lines, write_json_atomic
-from .stats import Stats
+from .stats import Stats, delay_figures
 from .transport import open_session
 from .urls import LinkPolicy, host_of
 from .warc import WarcFile, cut_back, warc_file_path
@@ -55,6 +55,7 @@ class Runner:
         self.warc: WarcFile | None = None
         self.fleet: Fleet | None = None  # the other workers' state, of a shared frontier
         self._left = 0  # frontier_left at the last snapshot
+        self.politeness: Politeness | None = None
 
     @property
     def stop_reason(self) -> str | None:
@@ -198,6 +199,8 @@ class Runner:
             frontier_left=self._left,
             process_pool=self.parser.figures.snapshot(),
             thread_pool=self.threads.figures.snapshot(),
+            throttle_delay_s=delay_figures(
+                self.politeness.delays() if self.politeness is not None else {}),
         )
 
     async def _report_loop(self) -> None:

@@ -55,6 +55,8 @@ class Settings:
     retries: int
     backoff: float
     max_retry_after: float
+    throttle: bool
+    throttle_target: float
     robots: bool
     user_agent: str
     follow_nofollow: bool
@@ -112,7 +114,7 @@ _MINIMUM = {
     "max_url_length": 16, "max_links_per_page": 0, "max_redirects": 0, "concurrency": 1,
     "per_host": 1, "delay": 0, "max_crawl_delay": 0, "timeout": 0.001, "connect_timeout": 0.001,
     "read_timeout": 0.001, "retries": 0, "backoff": 0, "max_retry_after": 0, "lease_timeout": 1,
-    "workers": 0, "threads": 1, "parse_timeout": 0.001, "sink_queue": 1,
+    "throttle_target": 0.01, "workers": 0, "threads": 1, "parse_timeout": 0.001, "sink_queue": 1,
     "near_duplicate_distance": 0, "stats_interval": 0.1, "verbosity": -1,
 }
 

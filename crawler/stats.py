@@ -10,6 +10,7 @@ from typing import Any
 
 LAG_INTERVAL_S = 0.05
 LAG_SAMPLES = 20_000
+SLOWEST_HOSTS = 10  # hosts listed by their pace in stats.json and the report
 
 
 class LoopLag:
@@ -125,3 +126,16 @@ def _add(earlier: dict[str, int] | None, now: Counter[str]) -> dict[str, int]:
     total = Counter(earlier or {})
     total.update(now)  # keeps keys whose count is 0
     return dict(total)
+
+
+def delay_figures(delays: dict[str, float]) -> dict[str, Any]:
+    """stats.json's `throttle_delay_s`: the hosts' paces now (see `politeness`), p50 and
+    max over hosts, and the slowest hosts with theirs."""
+    ordered = sorted(delays.values())
+    slowest = sorted(delays.items(), key=lambda item: (-item[1], item[0]))[:SLOWEST_HOSTS]
+    return {
+        "p50": round(ordered[(len(ordered) - 1) // 2], 3) if ordered else 0.0,
+        "max": round(ordered[-1], 3) if ordered else 0.0,
+        "hosts": len(ordered),
+        "slowest": [[host, round(d, 3)] for host, d in slowest],
+    }

@@ -119,6 +119,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "loop_lag_ms": _dict_or_none(stats.get("loop_lag_ms")),
         "process_pool": _dict_or_none(stats.get("process_pool")),
         "thread_pool": _dict_or_none(stats.get("thread_pool")),
+        "throttle_delay_s": _dict_or_none(stats.get("throttle_delay_s")),
         "problems": problems,
         "has_stats": bool(stats),
     }

@@ -11,7 +11,7 @@ import pytest
 
 from crawler.errors import Blocked
 from crawler.fetch import AddressGuard, retry_after_s
-from crawler.politeness import BREAKER_THRESHOLD, HostSlot
+from crawler.politeness import HostSlot
 from crawler.urls import LinkPolicy, address_class
 
 # asyncio's clock and time.monotonic agree, but a wake-up may be reported a hair early
@@ -187,38 +187,95 @@ async def test_guard_resolves_localhost_to_loopback() -> None:
         await guard.close()
 
 
-# --- the circuit breaker --------------------------------------------------------------------
+# --- the pace rule (politeness' docstring) ---------------------------------------------------
 
 
-def test_breaker_stays_closed_below_its_threshold() -> None:
-    slot = HostSlot(concurrency=2, delay=0.1, pause=1.0, max_pause=8.0)
-    for _ in range(BREAKER_THRESHOLD - 1):
-        slot.failed()
+def test_host_level_answers_double_the_pace_once_per_url_up_to_the_cap() -> None:
+    slot = HostSlot(concurrency=2, delay=0.0, backoff=1.0, cap=8.0)
+    paces = []
+    for i in range(6):
+        slot.answered(f"/u{i}", 503 if i % 2 else 429, 0.01)
+        paces.append(slot.spacing())
+    assert paces == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    slot.answered("/u0", 429, 0.01)  # the same URL again (its retry) does not double it
+    assert slot.spacing() == 8.0
+
+
+def test_one_url_retried_doubles_the_pace_once() -> None:
+    slot = HostSlot(concurrency=2, delay=0.0, backoff=0.5, cap=60.0)
+    for _ in range(5):
+        slot.answered("/busy", 503, 0.01)
+    assert slot.spacing() == 0.5
+
+
+def test_urls_failing_on_their_own_leave_the_pace_alone() -> None:
+    slot = HostSlot(concurrency=2, delay=0.1, backoff=0.5, cap=60.0)
+    for i in range(50):
+        slot.answered(f"/broken/{i}", 500, 0.01)
     assert slot.spacing() == 0.1
-    assert slot.ready_at() == 0.0, "no start deferred yet"
+    assert slot.ready_at() == 0.0, "no start deferred"
 
 
-def test_breaker_pause_doubles_up_to_its_cap_and_one_success_closes_it() -> None:
-    slot = HostSlot(concurrency=2, delay=0.0, pause=1.0, max_pause=8.0)
-    pauses = []
-    for _ in range(BREAKER_THRESHOLD + 5):
-        slot.failed()
-        pauses.append(slot.spacing())
-    assert pauses[BREAKER_THRESHOLD - 1:] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    assert slot.ready_at() > time.monotonic() + 7, "the open breaker defers the next start"
-    slot.succeeded()
+def test_healthy_answers_bring_the_pace_back_to_the_delay() -> None:
+    slot = HostSlot(concurrency=2, delay=0.1, backoff=1.0, cap=60.0)
+    for i in range(4):
+        slot.unreachable() if i % 2 else slot.answered(f"/{i}", 502, 0.01)
+    assert slot.spacing() == 8.0
+    paces = []
+    for i in range(12):
+        slot.answered(f"/ok/{i}", 200, 0.01)
+        paces.append(slot.spacing())
+    assert paces[0] == pytest.approx(4.05), "half-way back at each healthy answer"
+    assert paces == sorted(paces, reverse=True) and paces[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_throttle_follows_latency_over_target_within_delay_and_cap() -> None:
+    slot = HostSlot(concurrency=8, delay=0.05, cap=2.0, throttle=True, target=2.0)
+    slot.answered("/a", 200, 0.6)
+    assert slot.spacing() == pytest.approx(0.3), "the first answer sets it at once"
+    slot.answered("/b", 200, 100.0)
+    assert slot.spacing() == 2.0, "never above the cap"
+    fast = HostSlot(concurrency=8, delay=0.05, cap=2.0, throttle=True, target=1.0)
+    fast.answered("/a", 200, 0.001)
+    assert fast.spacing() == 0.05, "never below the delay"
+
+
+def test_without_throttle_latency_is_ignored() -> None:
+    slot = HostSlot(concurrency=8, delay=0.0, cap=60.0)
+    slot.answered("/slow", 200, 5.0)
     assert slot.spacing() == 0.0
 
 
-def test_breaker_never_shortens_the_delay() -> None:
-    slot = HostSlot(concurrency=2, delay=5.0, pause=0.5, max_pause=60.0)
-    for _ in range(BREAKER_THRESHOLD):
-        slot.failed()
-    assert slot.spacing() == 5.0
+def test_throttle_doubles_its_pace_on_429_and_503() -> None:
+    slot = HostSlot(concurrency=8, delay=0.0, backoff=0.1, cap=60.0, throttle=True)
+    slot.answered("/a", 200, 0.4)
+    slot.answered("/b", 429, 0.01)
+    assert slot.spacing() == pytest.approx(0.8)
+    slot.answered("/c", 503, 0.01)
+    assert slot.spacing() == pytest.approx(1.6)
 
 
-def test_breaker_survives_a_very_long_run_of_failures() -> None:
-    slot = HostSlot(concurrency=1, delay=0.0, pause=0.5, max_pause=60.0)
+async def test_slowing_moves_the_next_start_out_at_once() -> None:
+    slot = HostSlot(concurrency=2, delay=0.0, backoff=2.0, cap=8.0)
+    async with slot:
+        pass
+    slot.unreachable()
+    assert slot.ready_at() > time.monotonic() + 1.5
+
+
+async def test_a_resting_url_holds_none_of_the_hosts_places() -> None:
+    slot = HostSlot(concurrency=1, delay=0.0)
+    slot.claimed = 1
+    assert not slot.may_start(time.monotonic())
+    rest = asyncio.create_task(slot.rest(0.2))
+    await asyncio.sleep(0.05)
+    assert slot.may_start(time.monotonic()), "the host takes another URL meanwhile"
+    await rest
+    assert not slot.may_start(time.monotonic())
+
+
+def test_the_pace_survives_a_very_long_run_of_failures() -> None:
+    slot = HostSlot(concurrency=1, delay=0.0, backoff=0.5, cap=60.0)
     for _ in range(10_000):
-        slot.failed()
+        slot.unreachable()
     assert slot.spacing() == 60.0

@@ -11,7 +11,7 @@ import pytest
 
 from crawler.frontier import Candidate, Journal, Outcome, Prepared
 from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
-from crawler.politeness import BREAKER_THRESHOLD, Politeness
+from crawler.politeness import Politeness
 from crawler.settings import load
 from tests.conftest import RedisServer
 
@@ -217,19 +217,26 @@ async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Ma
     assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
 
 
-async def test_the_fleets_breaker_honours_backoff_and_max_retry_after(
+async def test_the_fleet_shares_a_hosts_pace_and_its_doubling(
         make: Make, redis_server: RedisServer) -> None:
-    """A fleet's host slot opens its breaker with the settings' pause and cap, and the
-    pause, once told to the fleet, holds for every worker of it."""
+    """A pace one worker learns (429 and 503 doubling it) is the pace of every worker of the
+    fleet, read from the fleet's state at the next start, and holds the fleet's next start."""
     overrides = {"frontier": redis_server.url, "backoff": 1.0, "max_retry_after": 8.0}
-    a = make(worker="a", **overrides)
+    a, b = make(worker="a", **overrides), make(worker="b", **overrides)
     await _open(a)
-    politeness = Politeness(load(None, overrides), a)
-    slot = politeness.slot("h")
-    pauses = []
-    for _ in range(BREAKER_THRESHOLD + 5):
-        slot.failed()
-        pauses.append(slot.spacing())
-    assert pauses[BREAKER_THRESHOLD - 1:] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    await politeness.aclose()  # every deferral has reached Redis
-    assert await a.slot("h", 1, 0.0, "other-worker") > 7, "the open breaker holds fleet-wide"
+    settings = load(None, overrides)
+    mine, theirs = Politeness(settings, a), Politeness(settings, b)
+    slot = mine.slot("h")
+    for i, status in enumerate((429, 503, 429)):
+        slot.answered(f"http://h/{i}", status, 0.01)
+    assert slot.spacing() == 4.0
+    await mine.aclose()  # every pace and deferral has reached Redis
+    assert await a.slot("h", 1, 0.0, "other-worker") > 3, "the doubling holds fleet-wide"
+    await a._command("HDEL", a.prefix + "next", "h")  # only the pace is under test
+    other = theirs.slot("h")
+    assert other.spacing() == 0.0, "nothing learnt yet"
+    async with other:
+        pass
+    assert other.spacing() == 4.0, "the fleet's pace, read back"
+    assert await b.slot("h", 1, 0.0, "third") > 3, "and the start it made is spaced by it"
+    await theirs.aclose()

@@ -365,6 +365,15 @@ class RedisFrontier:
     async def defer(self, host: str, seconds: float) -> None:
         await self._call("defer", host, round(seconds * 1000))
 
+    async def pace(self, host: str, seconds: float | None = None) -> float | None:
+        """The host's pace as some worker last set it (`politeness.SharedSlot`), in ms in
+        the `pace` hash beside `next`; with `seconds`, set it first."""
+        if seconds is not None:
+            await self._command("HSET", self.prefix + "pace", host, round(seconds * 1000))
+            return seconds
+        got = await self._command("HGET", self.prefix + "pace", host)
+        return None if got is None else int(got) / 1000
+
     async def robots(self, origin: str) -> tuple[int, bytes] | None:
         """robots.txt of `origin` as some worker fetched it in this run, if one has."""
         got = await self._command("HMGET", self._robots_key(origin), "status", "body")
