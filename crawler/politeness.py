@@ -1,15 +1,13 @@
 """Step 4: the one per-host gate. Every request to a host, page, retry, robots.txt or
 sitemap, starts through that host's `HostSlot`; the scheduler asks the same slot whether a
-leased URL may be handed out. A fleet's slots also hold a place in the fleet's slot for the
-host (`HostGate`, kept in Redis by the shared frontier).
+leased URL may be handed out. A fleet's slots start requests only within the worker's window
+on the host (`HostGate`, kept in Redis by the shared frontier).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -97,25 +95,34 @@ class HostSlot:
         self._semaphore.release()
 
 
+WINDOW_S = 1.0  # how long a worker of a fleet holds a host's window before giving it back
+WINDOW_MARGIN_S = 0.05  # no start this close to the window's end (Redis's clock is the judge)
+DRAIN_POLL_S = 0.01  # how often a holder looks whether its window's requests are over
+
+
 class HostGate(Protocol):
-    """The fleet's per-host state: places in flight and the next start time, every worker's."""
+    """The fleet's per-host windows: one worker at a time holds a host's window and paces its
+    requests there itself; the next start time passes from holder to holder."""
 
     worker: str
 
-    async def slot(self, host: str, per_host: int, delay_s: float, token: str) -> float:
-        """Take a place for `token` and return 0, or the seconds to wait before asking again."""
+    async def take(self, host: str, window_s: float, next_in_s: float) -> float:
+        """Hold the host's window for `window_s` and return 0, or the seconds to wait before
+        asking again; `next_in_s`: when this worker's next start may be, seen from now."""
 
-    async def unslot(self, host: str, token: str) -> None:
-        """Give the place back."""
+    async def give(self, host: str, next_in_s: float) -> None:
+        """Give the window back; the next holder starts no earlier than `next_in_s` from now."""
 
     async def defer(self, host: str, seconds: float) -> None:
         """No worker starts a request to `host` within `seconds`."""
 
 
 class SharedSlot(HostSlot):
-    """A `HostSlot` that also holds a place in the fleet's slot for the host."""
+    """A `HostSlot` that starts requests only within this worker's window on the host.
 
-    _ids = itertools.count(1)
+    The window is taken when a request finds none held, given back once it has ended and
+    this worker's requests of it are over (they may outlive it: nobody else starts until they
+    are), so `per_host` and the spacing hold for the fleet at two Redis scripts a window."""
 
     def __init__(self, host: str, concurrency: int, delay: float, pause: float,
                  max_pause: float, gate: HostGate, owner: Politeness) -> None:
@@ -123,28 +130,51 @@ class SharedSlot(HostSlot):
         self.host = host
         self._gate = gate
         self._owner = owner
-        self._held: list[str] = []
+        self._until = 0.0  # monotonic end of this worker's window; no start at or after it
+        self._held = False  # whether the gate knows this worker as the holder
+        self._flying = 0  # requests started in this worker's windows and not over
+        self._lock = asyncio.Lock()  # one take or give at a time, in order
+
+    def _next_in(self) -> float:
+        return max(0.0, self._next_start - time.monotonic())
 
     async def __aenter__(self) -> HostSlot:
         await super().__aenter__()
-        token = f"{self._gate.worker}:{os.getpid()}:{next(self._ids)}"
         try:
-            while True:  # the fleet's next start time, or a free place, is a poll away
-                wait = await self._gate.slot(self.host, self.concurrency, self.delay, token)
-                if wait <= 0:
-                    break
+            while time.monotonic() >= self._until:
+                async with self._lock:
+                    if time.monotonic() < self._until:
+                        break
+                    while self._flying:  # the last window's requests end before a new one
+                        await asyncio.sleep(DRAIN_POLL_S)
+                    wait = await self._gate.take(self.host, WINDOW_S, 0.0)
+                    if wait <= 0:
+                        self._held = True
+                        self._until = time.monotonic() + WINDOW_S - WINDOW_MARGIN_S
+                        asyncio.get_running_loop().call_later(WINDOW_S, self._window_over)
+                        break
                 await asyncio.sleep(wait)
         except BaseException:
             await super().__aexit__()
             raise
-        self._held.append(token)
+        self._flying += 1
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._gate.unslot(self.host, self._held.pop())
-        finally:
-            await super().__aexit__(*exc)
+        self._flying -= 1
+        if not self._flying:
+            self._window_over()
+        await super().__aexit__(*exc)
+
+    def _window_over(self) -> None:
+        if self._held and not self._flying and time.monotonic() >= self._until:
+            self._owner.tell(self._give())
+
+    async def _give(self) -> None:
+        async with self._lock:
+            if self._held and not self._flying and time.monotonic() >= self._until:
+                self._held = False
+                await self._gate.give(self.host, self._next_in())
 
     def defer(self, seconds: float) -> None:
         super().defer(seconds)

@@ -1,6 +1,6 @@
 -- Prelude of every script: the key layout and the helpers the transitions share.
--- Every key starts with P = ARGV[1] = "crawl:{JOB}:"; the hash tag {JOB} puts all of a job's
--- keys in one Redis Cluster slot, so that each script is one atomic step on one node.
+-- P = ARGV[1]. The job's frontier keys start with P = "crawl:{JOB}:"; the hash tag {JOB} puts
+-- them in one Redis Cluster slot, so that each script is one atomic step on one node.
 --   P.."run"          hash    id, started_at, no (run number), sweep (recrawl cursor),
 --                             finished_at, stop_reason
 --   P.."seen:"..B     hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
@@ -18,8 +18,10 @@
 --   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
 --   P.."journals"     set     workers with a journal
 --   P.."worker:"..W   string  who holds worker name W now (expires unless renewed)
---   P.."next"         hash    host -> earliest next request start (ms), for the whole fleet
---   P.."busy:"..HOST  zset    tokens of requests in flight to the host -> hold deadline
+-- The keys about one host alone have a prefix of their own, "crawl:{JOB:HOST}:", a hash slot
+-- per host, so that a cluster spreads them over its masters:
+--   "gate"            hash    the host's politeness window (see gate.lua)
+--   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R
 local P = ARGV[1]
 
 local function now_ms()
@@ -31,14 +33,18 @@ local function run_no()
   return tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
 end
 
--- The URL's dedup key and field: 64 bits of sha1 as a 2-byte bucket and a 6-byte field.
-local function seen_slot(url)
-  local h = redis.sha1hex(url)
+-- A dedup key (64 bits of the URL's sha1 in hex, as the client's `link_key` makes it) as a
+-- 2-byte bucket and a 6-byte field.
+local function seen_of(h)
   local field = ''
   for i = 5, 15, 2 do
     field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
   end
   return P .. 'seen:' .. string.sub(h, 1, 4), field
+end
+
+local function seen_slot(url)
+  return seen_of(string.sub(redis.sha1hex(url), 1, 16))
 end
 
 -- Put a URL on its host's queue (at the front for a URL coming back) and list the host.
