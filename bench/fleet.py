@@ -51,6 +51,11 @@ def _cpu_s(ports: list[int]) -> float:
     return total
 
 
+def _cluster_ok(port: int) -> bool:
+    with redis.Redis(host="127.0.0.1", port=port) as client:
+        return bool(client.cluster("info")["cluster_state"] == "ok")
+
+
 def _servers(folder: Path, cluster: bool) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     count = MASTERS if cluster else 1
     ports = [free_port() for _ in range(count)]
@@ -71,11 +76,7 @@ def _servers(folder: Path, cluster: bool) -> tuple[list[subprocess.Popen[bytes]]
                         "--cluster-replicas", "0", "--cluster-yes"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         deadline = time.monotonic() + 30
-        while True:
-            with redis.Redis(host="127.0.0.1", port=ports[0]) as client:
-                if all(redis.Redis(host="127.0.0.1", port=p).cluster("info")["cluster_state"]
-                       == "ok" for p in ports):
-                    break
+        while not all(_cluster_ok(p) for p in ports):
             if time.monotonic() > deadline:
                 raise RuntimeError("the bench's Redis Cluster did not reach cluster_state:ok")
             time.sleep(0.1)

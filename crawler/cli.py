@@ -51,7 +51,8 @@ def crawl(
     user_agent: Annotated[str | None, Opt(help="User-Agent header.")] = None,
     recrawl_after: Annotated[str | None, Opt(help="Refetch pages older than this.")] = None,
     fresh: Annotated[bool | None, Opt("--fresh", help="Drop the job's state first.")] = None,
-    frontier: Annotated[str | None, Opt(help="redis://host:port/db (or redis-cluster://host:port,...) to share.")] = None,
+    frontier: Annotated[str | None, Opt(
+        help="redis://host:port/db, or redis-cluster://host:port,..., to share.")] = None,
     worker: Annotated[str | None, Opt(help="This worker's name in a shared frontier.")] = None,
     workers: Annotated[int | None, Opt(help="Parse processes.")] = None,
     threads: Annotated[int | None, Opt(help="Threads for blocking clients.")] = None,

@@ -97,7 +97,6 @@ class HostSlot:
 
 WINDOW_S = 1.0  # how long a worker of a fleet holds a host's window before giving it back
 WINDOW_MARGIN_S = 0.05  # no start this close to the window's end (Redis's clock is the judge)
-DRAIN_POLL_S = 0.01  # how often a holder looks whether its window's requests are over
 
 
 class HostGate(Protocol):
@@ -134,6 +133,8 @@ class SharedSlot(HostSlot):
         self._held = False  # whether the gate knows this worker as the holder
         self._flying = 0  # requests started in this worker's windows and not over
         self._lock = asyncio.Lock()  # one take or give at a time, in order
+        self._drained = asyncio.Event()  # set while none of them is in flight
+        self._drained.set()
 
     def _next_in(self) -> float:
         return max(0.0, self._next_start - time.monotonic())
@@ -145,8 +146,7 @@ class SharedSlot(HostSlot):
                 async with self._lock:
                     if time.monotonic() < self._until:
                         break
-                    while self._flying:  # the last window's requests end before a new one
-                        await asyncio.sleep(DRAIN_POLL_S)
+                    await self._drained.wait()  # the last window's requests end first
                     wait = await self._gate.take(self.host, WINDOW_S, 0.0)
                     if wait <= 0:
                         self._held = True
@@ -158,11 +158,13 @@ class SharedSlot(HostSlot):
             await super().__aexit__()
             raise
         self._flying += 1
+        self._drained.clear()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._flying -= 1
         if not self._flying:
+            self._drained.set()
             self._window_over()
         await super().__aexit__(*exc)
 
