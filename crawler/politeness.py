@@ -147,7 +147,7 @@ class SharedSlot(HostSlot):
                     if time.monotonic() < self._until:
                         break
                     await self._drained.wait()  # the last window's requests end first
-                    wait = await self._gate.take(self.host, WINDOW_S, 0.0)
+                    wait = await self._gate.take(self.host, WINDOW_S, self._next_in())
                     if wait <= 0:
                         self._held = True
                         self._until = time.monotonic() + WINDOW_S - WINDOW_MARGIN_S
@@ -157,6 +157,8 @@ class SharedSlot(HostSlot):
         except BaseException:
             await super().__aexit__()
             raise
+        # spaced from when it really starts, which waiting for the window may have put off
+        self._next_start = max(self._next_start, time.monotonic() + self.spacing())
         self._flying += 1
         self._drained.clear()
         return self

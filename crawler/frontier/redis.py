@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "ack", "gate",
            "defer", "claim", "finish")
 CLUSTER_SCHEME = "redis-cluster://"
+LEASE_BATCH = 32  # URLs a lease script takes at least; the ones not asked for wait as spares
+SPARE_WAIT_S = 0.25  # with spares left, the least time between two lease scripts
 KNOWN_MAX = 1_000_000  # link hashes a worker remembers as known to the job before forgetting
 SWEEP_STEP = 500  # history entries per recrawl-sweep step: Redis is never blocked for long
 MAX_SLOTS = 1000  # automatic worker names per machine
@@ -124,6 +126,8 @@ class RedisFrontier:
         self._seq = 0
         self._tokens: dict[str, str] = {}  # url -> lease token, from lease to ack or release
         self._known: set[str] = set()  # link keys the job has seen: never sent again
+        self._spare: list[Request] = []  # leased by this worker, not yet handed out
+        self._leased_at = 0.0  # monotonic time of the last lease script
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
 
@@ -244,7 +248,25 @@ class RedisFrontier:
                 Journal(files=files, totals=totals))
 
     async def lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
-        rows = await self._call("lease", self.worker, n, self._lease_ms, self._s.per_host * 2,
+        """Up to `n` URLs: first this worker's spares, then a lease script for at least
+        LEASE_BATCH (one script a handful of pages, not one a page); the URLs left over are
+        spares, renewed with the others and released at `close`."""
+        skip = set(skip_hosts)
+        out = [r for r in self._spare if host_of(r.url) not in skip][:n]
+        taken = {id(r) for r in out}
+        self._spare = [r for r in self._spare if id(r) not in taken]
+        # with spares of skipped hosts only, a script now would mostly come back empty
+        due = not self._spare or time.monotonic() - self._leased_at >= SPARE_WAIT_S
+        if len(out) < n and len(self._spare) < LEASE_BATCH and due:
+            self._leased_at = time.monotonic()
+            more = await self._lease(max(n - len(out), LEASE_BATCH), skip)
+            self._spare += more[n - len(out):]
+            out += more[:n - len(out)]
+        return out
+
+    async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
+        cap = max(self._s.per_host * 2, LEASE_BATCH)  # a host's URLs a script takes at most
+        rows = await self._call("lease", self.worker, n, self._lease_ms, cap,
                                 round(self._s.delay * 1000), *skip_hosts)
         requests = []
         for url_b, depth, referrer, token, hist in rows:
@@ -339,6 +361,10 @@ class RedisFrontier:
         await self._call("finish", self._run_id, stop_reason, finished_at or "")
 
     async def close(self) -> None:
+        if self._spare and self._down is None:
+            with contextlib.suppress(Exception):
+                await self.release([r.url for r in self._spare])
+            self._spare = []
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(BaseException):

@@ -25,7 +25,7 @@ if ARGV[3] == 'give' then
 end
 if holder and holder ~= me and now < x then
   redis.call('HSET', G, 'w', '1')
-  return math.max(10, math.min(tonumber(g[2]) - now, 250))
+  return math.max(10, tonumber(g[2]) - now)  -- its end; then it drains and gives it back
 end
 if holder == me and g[5] then
   redis.call('HDEL', G, 'h', 'u', 'x')
