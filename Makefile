@@ -20,7 +20,7 @@ apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -e $(1)
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends $(2) >/dev/null; }
 
-.PHONY: install browser redis nginx docs pywb test screenshot crawl demo bench lint clean
+.PHONY: install browser redis nginx docs pywb proxy test screenshot crawl demo bench lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -58,12 +58,17 @@ $(PYWB)/.installed: tests/requirements-pywb.txt
 
 pywb: $(PYWB)/.installed
 
+# the proxy tests start their own tinyproxy on a free loopback port (tests/proxies.py) and read
+# its log; the SOCKS5 one is pproxy, from the dev extra
+proxy:
+	$(call apt,tinyproxy,tinyproxy,for the proxy tests)
+
 $(SCRAPY)/.installed: bench/requirements-scrapy.txt
 	test -x $(SCRAPY)/bin/python || $(PYTHON) -m venv $(SCRAPY)
 	$(SCRAPY)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-test: install browser redis nginx docs pywb
+test: install browser redis nginx docs pywb proxy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report

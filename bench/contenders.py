@@ -74,6 +74,11 @@ def _crawler_command(ctx: Context, work: Path) -> list[str]:
             "--no-progress", "-q"]
 
 
+def _extract_command(ctx: Context, work: Path) -> list[str]:
+    """The default crawl with `--extract text`: main content of every page, in the pool."""
+    return [*_crawler_command(ctx, work), "--extract", "text"]
+
+
 def _fleet_command(cluster: bool) -> Callable[[Context, Path], list[str]]:
     """Two workers on one machine sharing a Redis frontier, on one server or a 3-master
     cluster (no --fresh: the server is new, and a worker's --fresh would wipe the run the
@@ -140,6 +145,8 @@ def _ceiling_found(ctx: Context, work: Path) -> Found:
 
 CONTENDERS = {c.name: c for c in (
     Contender("crawler", "this crawler (default analysis)", _crawler_command, _crawler_found),
+    Contender("crawler-extract", "this crawler with --extract text (trafilatura)",
+              _extract_command, _crawler_found),
     Contender("crawler-redis", "this crawler, 2 workers sharing a Redis frontier",
               _fleet_command(False), _fleet_found),
     Contender("crawler-cluster", "this crawler, 2 workers on a 3-master Redis Cluster",

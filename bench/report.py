@@ -88,6 +88,10 @@ def targets(medians: dict[str, Row], frontier: Row | None) -> list[Row]:
                     "value": f"{crawler['found']}/{crawler['expected']}, "
                              f"{crawler['disallowed_fetched']} disallowed",
                     "limit": None, "met": complete})
+    extract = medians.get("crawler-extract")
+    if crawler and extract and crawler["pages_per_s"]:
+        check("pages/s with --extract vs without (x)",
+              round(extract["pages_per_s"] / crawler["pages_per_s"], 2), 0.5, True)
     if frontier:
         check(f"frontier run peak RSS (MB), {frontier['discovered']:,} URLs",
               frontier["peak_rss_mb"], TARGETS["frontier_rss_mb"], False)

@@ -29,7 +29,7 @@ of a shared frontier share besides the queue (host slots, robots.txt, dead worke
 `cli` is the `crawl` command.
 """
 
-from .reader import read_errors, read_links, read_pages
+from .reader import read_content, read_errors, read_links, read_pages
 
-__all__ = ["read_errors", "read_links", "read_pages"]
+__all__ = ["read_content", "read_errors", "read_links", "read_pages"]
 __version__ = "0.1.0"

@@ -50,6 +50,10 @@ def crawl(
     robots: Annotated[bool | None, Opt("--robots/--no-robots", help="Obey robots.txt.")] = None,
     user_agent: Annotated[str | None, Opt(help="User-Agent header.")] = None,
     recrawl_after: Annotated[str | None, Opt(help="Refetch pages older than this.")] = None,
+    proxy: Annotated[str | None, Opt(help="Proxy for every request: http://… or socks5://….")
+                     ] = None,
+    cookies: Annotated[bool | None, Opt("--cookies/--no-cookies",
+                                        help="Keep cookies for the invocation.")] = None,
     fresh: Annotated[bool | None, Opt("--fresh", help="Drop the job's state first.")] = None,
     frontier: Annotated[str | None, Opt(
         help="redis://host:port/db, or redis-cluster://host:port,..., to share.")] = None,
@@ -57,6 +61,8 @@ def crawl(
     workers: Annotated[int | None, Opt(help="Parse processes.")] = None,
     threads: Annotated[int | None, Opt(help="Threads for blocking clients.")] = None,
     warc: Annotated[bool | None, Opt("--warc", help="Also write WARC files.")] = None,
+    extract: Annotated[str | None, Opt(help="Main content to content.jsonl: text or markdown.")
+                       ] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress",
                                          help="Live progress bar.")] = None,
     quiet: Annotated[int, Opt("--quiet", "-q", count=True, help="Quieter logging.")] = 0,

@@ -263,7 +263,7 @@ class Engine:
             self.stats.count("links_dropped", result.links_dropped)
             candidates = self._candidates(request, result.links)
         return Finished.page_of(request, response, result, media_type, candidates,
-                                archive=self._archive)
+                                archive=self._archive, extract=self.s.extract)
 
     def _candidates(self, request: Request, links: Sequence[Link]) -> list[Candidate]:
         """The page's links that may join the frontier, once each, in document order."""

@@ -11,6 +11,8 @@
     └── FetchError              one URL given up on; becomes an error record
         ├── FetchTimeout        kind "timeout"
         ├── FetchConnection     kind "connection"
+        │   └── ProxyFailure    the proxy itself refused or could not be reached
+        ├── FetchTLS            kind "tls": a failed handshake or certificate
         ├── TooLarge            kind "too_large"
         ├── RedirectError       kind "redirects"
         ├── ContentError        kind "content"
@@ -78,6 +80,14 @@ class FetchConnection(FetchError):
     kind = "connection"
 
 
+class ProxyFailure(FetchConnection):
+    """The proxy, not the site, failed: the message names the proxy (password masked)."""
+
+
+class FetchTLS(FetchError):
+    kind = "tls"
+
+
 class TooLarge(FetchError):
     kind = "too_large"
 
@@ -94,4 +104,5 @@ class Blocked(FetchError):
     kind = "other"
 
 
-ERROR_KINDS = ("timeout", "connection", "too_large", "redirects", "content", "parse", "other")
+ERROR_KINDS = ("timeout", "connection", "tls", "too_large", "redirects", "content", "parse",
+               "other")

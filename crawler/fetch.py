@@ -10,6 +10,7 @@ import email.utils
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from typing import Protocol
 from urllib.parse import urljoin
 
 import aiohttp
+import python_socks
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from .clock import utc_iso
 from .decoding import BodyDecoder, Overflow, codings
@@ -28,14 +31,17 @@ from .errors import (
     FetchConnection,
     FetchError,
     FetchTimeout,
+    FetchTLS,
+    ProxyFailure,
     RedirectError,
     TooLarge,
 )
 from .models import Request, Response
 from .politeness import HostSlot, Politeness
-from .robots import ROBOTS_MAX_BYTES, Robots
+from .robots import ROBOTS_MAX_BYTES, Robots, origin_of
 from .settings import Settings
 from .stats import Stats
+from .transport import Secrets, Sessions, auth_secrets, mask_header, parse_auth
 from .urls import LinkPolicy, address_class, host_of, ip_literal, normalize
 
 log = logging.getLogger(__name__)
@@ -85,6 +91,7 @@ class AddressGuard(AbstractResolver):
         self._policy = policy
         self._inner = aiohttp.ThreadedResolver()
         self._cache: dict[tuple[str, int], list[ResolveResult]] = {}
+        self.trusted: set[str] = set()  # the proxies: the user's own choice, wherever they are
 
     async def check(self, host: str, port: int) -> None:
         """Raise `Blocked` or `FetchConnection` unless `host` may be fetched."""
@@ -104,7 +111,8 @@ class AddressGuard(AbstractResolver):
                 answers = await self._inner.resolve(host, port, socket.AF_UNSPEC)
             except OSError as exc:
                 raise FetchConnection(f"cannot resolve {host}: {exc}") from None
-            allowed = [a for a in answers if self._policy.address_allowed(a["host"])]
+            allowed = [a for a in answers
+                       if host in self.trusted or self._policy.address_allowed(a["host"])]
             if not allowed:
                 kinds = sorted({address_class(a["host"]) for a in answers})
                 raise Blocked(f"{host} resolves to {'/'.join(kinds)} addresses only; "
@@ -148,6 +156,15 @@ class Fetcher:
             total=settings.timeout, sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout)
         self.robots = Robots(self._robots_txt, settings.user_agent, obey=settings.robots)
+        self._sessions = Sessions(session, settings)
+        self._robots_failures: dict[str, FetchError] = {}  # origin -> why no robots.txt came
+        self._auth = parse_auth(settings.auth)  # host -> Authorization value
+        self._secrets = Secrets(self._sessions.routes.secrets + auth_secrets(settings.auth))
+        for proxy in self._sessions.routes.proxies:
+            guard.trusted.add(proxy.host or "")
+
+    async def close(self) -> None:
+        await self._sessions.close()
 
     def slot(self, host: str) -> HostSlot:
         return self.politeness.slot(host)
@@ -165,7 +182,16 @@ class Fetcher:
         return await self._via(url, self._download_robots)
 
     async def _download_robots(self, url: str) -> tuple[int, bytes]:
-        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2)."""
+        """robots.txt, following up to five redirects (RFC 9309 2.3.1.2). A failing proxy or
+        TLS handshake is remembered: the origin stays unfetched (robots.txt unreachable), and
+        its URLs get that error record rather than a silent robots refusal."""
+        try:
+            return await self._robots_hops(url)
+        except (ProxyFailure, FetchTLS) as exc:
+            self._robots_failures[origin_of(url)] = exc
+            raise
+
+    async def _robots_hops(self, url: str) -> tuple[int, bytes]:
         for _ in range(6):
             await self._guard.check(host_of(url), 0)
             async with self.slot(host_of(url)):
@@ -183,14 +209,17 @@ class Fetcher:
     async def _robots_allow(self, url: str) -> bool:
         if not self._s.robots:
             return True
-        known = self.robots.known(url)
-        if known is not None:
-            return known
-        rules = await self.robots.rules(url)
-        slot = self.slot(host_of(url))
-        if rules.crawl_delay and rules.crawl_delay > slot.delay:
-            slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
-        return rules.allows(url, self._s.user_agent)
+        allowed = self.robots.known(url)
+        if allowed is None:
+            rules = await self.robots.rules(url)
+            slot = self.slot(host_of(url))
+            if rules.crawl_delay and rules.crawl_delay > slot.delay:
+                slot.delay = min(rules.crawl_delay, self._s.max_crawl_delay)
+            allowed = rules.allows(url, self._s.user_agent)
+        failure = self._robots_failures.get(origin_of(url))
+        if failure is not None:
+            raise type(failure)(str(failure))
+        return allowed
 
     # -- one URL --------------------------------------------------------------------------
 
@@ -220,7 +249,8 @@ class Fetcher:
                     target):
                 return self._response(request, url, attempt, attempts, fetched_at, total_s,
                                       location=absolute)
-            if target in seen:
+            # a hop that set a cookie may lead back to a URL already seen (a log-in step)
+            if target in seen and not (self._s.cookies and "set-cookie" in attempt.headers):
                 raise RedirectError(f"redirect loop: {url} -> {target}", attempts)
             hops += 1
             if hops > self._s.max_redirects:
@@ -291,10 +321,18 @@ class Fetcher:
     async def _attempt(self, url: str, headers: dict[str, str], max_bytes: int,
                        truncate: bool = False) -> _Attempt:
         start = time.perf_counter()
+        session, proxy, via = self._sessions.route(url)
+        credentials = self._auth.get(host_of(url))  # only this host's, on every hop
+        if credentials is not None:
+            headers = {**headers, "Authorization": credentials}
         try:
             # auto_decompress off: BodyDecoder undoes every coding under the byte limit
-            async with self._session.get(url, headers=headers, allow_redirects=False,
-                                         timeout=self._timeout, auto_decompress=False) as resp:
+            async with session.get(url, headers=headers, allow_redirects=False, proxy=proxy,
+                                   timeout=self._timeout, auto_decompress=False) as resp:
+                if proxy is not None and resp.status == 407 and url.startswith("http:"):
+                    resp.close()
+                    raise ProxyFailure(f"proxy {via} refused the request: 407 "
+                                          "Proxy Authentication Required")
                 head = {k.lower(): v for k, v in resp.headers.items()}
                 for name in ("set-cookie", "content-encoding"):
                     if len(resp.headers.getall(name, ())) > 1:
@@ -311,21 +349,41 @@ class Fetcher:
                 self._stats.responses += 1
                 body = await self._read(resp, BodyDecoder(layers, max_bytes), truncate)
                 return _Attempt(resp.status, head, body, time.perf_counter() - start,
-                                tuple(resp.request_info.headers.items()),
+                                tuple((k, mask_header(k, v))
+                                      for k, v in resp.request_info.headers.items()),
                                 _as_received(resp.raw_headers))
-        except FetchError:
+        except FetchError as exc:
+            exc.args = (self._secrets.mask(str(exc)),)
             raise
-        except TimeoutError:
-            raise FetchTimeout(
-                f"no complete answer within {self._s.timeout:g} s") from None
-        except aiohttp.ClientPayloadError as exc:  # cut short, or broken chunked framing
-            raise FetchConnection(f"body cut short: {exc}") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError) as exc:
-            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise FetchConnection(f"{type(exc).__name__}: {exc}") from None
-        except (ValueError, UnicodeError) as exc:  # yarl or aiohttp refusing a URL or header
-            raise FetchError(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            error = self._fetch_error(exc, via)
+            if error is exc:
+                raise
+            error.args = (self._secrets.mask(str(error)),)
+            raise error from None
+
+    def _fetch_error(self, exc: Exception, via: URL | None) -> Exception:
+        """aiohttp's (and aiohttp-socks') exception as the FetchError of its kind; a failure of
+        the proxy itself names the proxy. Anything else is returned as it is."""
+        if isinstance(exc, aiohttp.ClientProxyConnectionError | python_socks.ProxyConnectionError):
+            return ProxyFailure(f"proxy {via} unreachable: {exc}")
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            return ProxyFailure(f"proxy {via} refused: {exc.status} {exc.message}")
+        if isinstance(exc, python_socks.ProxyTimeoutError):
+            return ProxyFailure(f"proxy {via} did not answer: {exc}")
+        if isinstance(exc, python_socks.ProxyError):
+            return ProxyFailure(f"proxy {via} refused: {exc}")
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+            return FetchTLS(f"TLS: {exc}")
+        if isinstance(exc, TimeoutError):
+            return FetchTimeout(f"no complete answer within {self._s.timeout:g} s")
+        if isinstance(exc, aiohttp.ClientPayloadError):  # cut short, or broken chunked framing
+            return FetchConnection(f"body cut short: {exc}")
+        if isinstance(exc, aiohttp.ClientError | OSError):
+            return FetchConnection(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, ValueError | UnicodeError):  # yarl or aiohttp refusing a URL/header
+            return FetchError(f"{type(exc).__name__}: {exc}")
+        return exc
 
     @staticmethod
     async def _read(resp: aiohttp.ClientResponse, decoder: BodyDecoder, truncate: bool) -> bytes:

@@ -85,4 +85,6 @@ class ParseResult:
     links_dropped: int = 0  # past max_links_per_page
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # an extractor that raised: logged, the page still counts
+    content: str | None = None  # the main content (--extract), "" when none; None when off
+    content_lang: str | None = None  # the declared language, else the content's detected one
     busy_s: float = 0.0  # time spent inside the worker

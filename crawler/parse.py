@@ -16,12 +16,14 @@ from typing import Any
 
 # lxml ships no type information and lxml-stubs is not a dependency: its objects are Any here
 import lxml.etree as etree  # type: ignore[import-untyped]
+import numpy as np
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
+from . import content as main_content
 from .models import Link, ParseInput, ParseResult
 from .urls import LinkPolicy, absolute, normalize
 
-__all__ = ["DEFAULT_MAX_LINKS", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
+__all__ = ["DEFAULT_MAX_LINKS", "SHINGLE", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
            "load_callable", "parse", "parse_many", "parse_sitemap", "simhash_of"]
 
 DEFAULT_MAX_LINKS = 5000  # config/default.toml `max_links_per_page`
@@ -54,6 +56,10 @@ _INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "
                      "wbr"})
 _WORD = re.compile(r"\w+")
 
+SHINGLE = 3  # words per simhash feature: the classic choice for near-duplicate web pages
+# one odd multiplier per position in a shingle, so that "a b c" and "c b a" differ
+_POSITION_FACTORS = tuple(np.uint64(f) for f in (
+    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)[:SHINGLE])
 _DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
 _digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
@@ -85,6 +91,7 @@ class _Config:
     extractors: tuple[tuple[str, Callable[..., Any]], ...] = ()
     policy: LinkPolicy | None = None
     max_links: int = DEFAULT_MAX_LINKS
+    extract: str = ""  # "", or the format of the main content: "text" or "markdown"
 
 
 _config = _Config()
@@ -113,13 +120,16 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links: int) -> None:
+def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links: int,
+                extract: str = "") -> None:
     """The ProcessPoolExecutor initializer: plugins load once per process, not per page."""
     global _config
     if max_links < 0:
         raise ValueError(f"max_links {max_links}: expected 0 or more")
+    if extract and extract not in main_content.FORMATS:
+        raise ValueError(f"extract {extract!r}: expected one of {main_content.FORMATS}")
     loaded = tuple((spec, load_callable(spec)) for spec in extractors)
-    _config = _Config(extractors=loaded, policy=policy, max_links=max_links)
+    _config = _Config(extractors=loaded, policy=policy, max_links=max_links, extract=extract)
 
 
 def parse_many(inputs: list[ParseInput]) -> list[ParseResult]:
@@ -238,12 +248,21 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
                   if next(t.iterancestors("svg"), None) is None), None)
     links, dropped = _links(root, base, robots_nofollow, refresh)
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
+    lang = _collapse(root.get("lang") or root.get("xml:lang"))
+    content = content_lang = None
+    if _config.extract and 200 <= inp.status < 300:
+        try:
+            content = main_content.main_content(text, inp.url, _config.extract)
+            content_lang = lang or main_content.detect_language(content)
+        except Exception as exc:  # the page keeps its record, with content ""
+            content = ""
+            error = "; ".join(filter(None, (error, _describe("extract", exc))))
     tokens = _WORD.findall(_visible_text(root).lower())  # last: it takes the tree apart
     return ParseResult(
-        sha256=digest, is_html=True, title=title,
-        description=description, lang=_collapse(root.get("lang") or root.get("xml:lang")),
+        sha256=digest, is_html=True, title=title, description=description, lang=lang,
         canonical=canonical, words=len(tokens), simhash=simhash_of(tokens), encoding=encoding,
-        links=links, links_dropped=dropped, extra=extra, error=error)
+        links=links, links_dropped=dropped, extra=extra, error=error, content=content,
+        content_lang=content_lang)
 
 
 def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str]
@@ -369,12 +388,17 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
 
 
 def simhash_of(tokens: Iterable[str]) -> str | None:
-    """Charikar's 64-bit simhash of the tokens as given, weighted by count; None for none.
+    """Charikar's 64-bit simhash of the text's word shingles (Manku et al.); None for none.
 
-    Each token is hashed with blake2b (8 bytes); a process remembers the digests of the last
-    tokens it met, as words recur from page to page, so that a page's digests are mostly
-    looked up at C speed. A bit column is then summed for all tokens at once, as a popcount
-    on a big int.
+    The features are the distinct runs of `SHINGLE` consecutive tokens (a text shorter than
+    that is one feature), each counted once: a template or a word repeated on every page
+    weighs no more than any other run, and two texts agree on a bit when most of their
+    distinct shingles do, so the distance follows their shingle overlap (Jaccard).
+
+    Each token is hashed with blake2b (8 bytes, little-endian); a process remembers the
+    digests of the last tokens it met, as words recur from page to page. A shingle's hash is
+    the murmur3 finalizer of its digests times one odd constant per position, and the 64 bit
+    columns are summed for all shingles at once: numpy, in C, not a loop per shingle.
     """
     tokens = list(tokens)
     if not tokens:
@@ -390,14 +414,26 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
             _digests[token] = hashlib.blake2b(token.encode("utf-8", "surrogatepass"),
                                               digest_size=8).digest()
         digests = b"".join(map(_digests.__getitem__, tokens))
-    total = len(digests) // 8
-    masks = [int.from_bytes(bytes([0x80 >> bit]) * total, "big") for bit in range(8)]
-    value = 0
-    for byte in range(8):  # most significant byte first, as in int.from_bytes(digest, "big")
-        column = int.from_bytes(digests[byte::8], "big")
-        for mask in masks:
-            value = value << 1 | (2 * (column & mask).bit_count() > total)
+    words = np.frombuffer(digests, dtype="<u8")
+    runs = max(1, len(words) - SHINGLE + 1)
+    mixed = np.zeros(runs, dtype=np.uint64)
+    for position, factor in enumerate(_POSITION_FACTORS[:len(words)]):
+        mixed += words[position:position + runs] * factor  # wraps modulo 2**64, as meant
+    features = np.unique(_fmix64(mixed)).astype("<u8")
+    bits = np.unpackbits(features.view(np.uint8), bitorder="little").reshape(-1, 64)
+    majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(features)
+    value = int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little")
     return f"{value:016x}"
+
+
+def _fmix64(k: Any) -> Any:
+    """murmur3's 64-bit finalizer, on a numpy uint64 array: every input bit moves every
+    output bit, so that the sum of digests becomes a well-spread shingle hash."""
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xFF51AFD7ED558CCD)
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xC4CEB9FE1A85EC53)
+    return k ^ (k >> np.uint64(33))
 
 
 def hamming(a: str, b: str) -> int:

@@ -119,10 +119,10 @@ class ParsePool:
     """
 
     def __init__(self, workers: int, timeout: float, extractors: Sequence[str],
-                 policy: LinkPolicy | None, max_links: int) -> None:
+                 policy: LinkPolicy | None, max_links: int, extract: str = "") -> None:
         self._workers = workers
         self._timeout = timeout
-        self._initargs = (tuple(extractors), policy, max_links)
+        self._initargs = (tuple(extractors), policy, max_links, extract)
         self.figures = PoolFigures()
         self._generation = 0
         # One batch more than workers: it waits in the executor's call queue, so that a worker

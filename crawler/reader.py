@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_errors", "read_links", "read_pages", "read_stats", "run_folder"]
+__all__ = ["read_content", "read_errors", "read_links", "read_pages", "read_stats", "run_folder"]
 
 PathArg = str | os.PathLike[str] | None
 
@@ -58,6 +58,12 @@ def read_links(path: PathArg = None) -> Iterator[dict[str, Any]]:
 def read_errors(path: PathArg = None) -> Iterator[dict[str, Any]]:
     """Yield every error record of the run, from all `errors*.jsonl` parts in name order."""
     return _read_parts(run_folder(path), "errors")
+
+
+def read_content(path: PathArg = None) -> Iterator[dict[str, Any]]:
+    """Yield every main-content record of the run (`--extract`), from all `content*.jsonl`
+    parts in name order; nothing for a run without extraction."""
+    return _read_parts(run_folder(path), "content")
 
 
 def read_stats(path: PathArg = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from .clock import utc_iso
 from .frontier import Admission, Candidate, Frontier, Journal, Outcome
 from .models import Link, ParseResult, Request, Response
 from .pools import ThreadPool
-from .records import Record, error_record, link_record, page_record
+from .records import Record, content_record, error_record, link_record, page_record
 from .sinks import JsonlFiles, PluginSinks, encode_batches
 from .stats import Stats
 from .warc import WarcFile
@@ -42,6 +42,7 @@ from .warc import WarcFile
 FLUSH_BATCH = 256  # outcomes that make a flush due before its timer
 FLUSH_LINKS = 16_384  # links that do the same: hub pages carry thousands each
 BACKLOG = 4  # flushes' worth waiting, past which the engine starts no new URL
+BULK = ("links", "content")  # files written before the commit, cut back on resume
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +56,14 @@ class Finished:
     links: Sequence[Link] = ()
     error: Record | None = None
     response: Response | None = None  # for the WARC file
+    content: Record | None = None  # the main content (--extract), for content.jsonl
 
     @classmethod
     def page_of(cls, request: Request, response: Response, result: ParseResult | None,
                 media_type: str | None, candidates: Sequence[Candidate], *,
-                archive: bool) -> Finished:
-        """A page record (`result` None for a 304) and the outcome that says the same."""
+                archive: bool, extract: str = "") -> Finished:
+        """A page record (`result` None for a 304), the outcome that says the same, and with
+        `extract` the page's main-content record."""
         record = page_record(request, response, result, media_type)
         outcome = Outcome(
             request, "done", status=response.status, fetched_at=time.time(),
@@ -68,8 +71,9 @@ class Finished:
             last_modified=response.headers.get("last-modified"),
             sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
             candidates=tuple(candidates))
+        content = content_record(record, result, extract) if result is not None else None
         return cls(outcome, page=record, links=result.links if result is not None else (),
-                   response=response if archive else None)
+                   response=response if archive else None, content=content)
 
     @classmethod
     def failure(cls, request: Request, kind: str, message: str, attempts: int) -> Finished:
@@ -154,25 +158,32 @@ class Recorder:
             pages: list[Record] = []
             links: list[Record] = []
             errors: list[Record] = []
+            content: list[Record] = []
             for f, admission in zip(batch, prepared.admissions, strict=True):
                 if f.page is not None:
                     page = {**f.page, "near_duplicate_of": admission.near_duplicate_of}
                     pages.append(page)
                     links.extend(self._link_records(f.outcome, admission, page, f.links))
                     self._count_page(f.outcome.request, page)
+                if f.content is not None:
+                    content.append(f.content)
+                    self._stats.count("extracted" if f.content["content"] else "extracted_empty")
                 if f.error is not None:
                     errors.append(f.error)
                     self._stats.error(f.error["kind"])
                 self._stats.count("duplicates", admission.admitted.count(False))
             data = await self._threads.run(
-                encode_batches, {"pages": pages, "links": links, "errors": errors})
-            # links, the bulk of the bytes, go to disk before the commit and are only cut back
-            # on resume; pages and errors, small, travel in the journal and are replayed
-            await self._files.write({"links": data.pop("links", b"")})
+                encode_batches,
+                {"pages": pages, "links": links, "errors": errors, "content": content})
+            # links and content, the bulk of the bytes, go to disk before the commit and are
+            # only cut back on resume; pages and errors, small, travel in the journal and are
+            # replayed
+            bulk = {kind: data.pop(kind, b"") for kind in BULK if kind in self._files.sizes}
+            await self._files.write(bulk)
             failpoints.reach("links-written")
             journal = Journal({kind: (self._files.sizes[kind], blob)
                                for kind, blob in data.items()})
-            journal.files["links"] = (self._files.sizes["links"], b"")
+            journal.files.update((kind, (self._files.sizes[kind], b"")) for kind in bulk)
             if self._warc is not None:
                 archive = [f.response for f in batch if f.response is not None]
                 journal.files["warc"] = (await self._threads.run(self._warc.write, archive), b"")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from .models import Link, ParseResult, Request, Response
 
 Record = dict[str, Any]
+_WORD = re.compile(r"\w+")
 
 PAGE_KEYS = ("url", "final_url", "status", "depth", "referrer", "fetched_at", "content_type",
              "bytes", "elapsed_ms", "attempts", "title", "description", "lang", "canonical",
@@ -15,6 +17,7 @@ PAGE_KEYS = ("url", "final_url", "status", "depth", "referrer", "fetched_at", "c
              "not_modified", "location", "extra")
 LINK_KEYS = ("from", "to", "text", "nofollow", "followed")
 ERROR_KEYS = ("url", "depth", "referrer", "kind", "message", "attempts", "at")
+CONTENT_KEYS = ("url", "fetched_at", "title", "lang", "format", "content", "words")
 
 
 def content_type(value: str | None) -> tuple[str | None, str | None]:
@@ -69,6 +72,15 @@ def page_record(request: Request, response: Response, result: ParseResult | None
         if request.sha256 is not None:
             record["changed"] = result.sha256 != request.sha256
     return record
+
+
+def content_record(page: Record, result: ParseResult, fmt: str) -> Record | None:
+    """The main-content record of a 2xx HTML page (contract section 8); None for any other."""
+    if result.content is None or not 200 <= page["status"] < 300:
+        return None
+    return {"url": page["url"], "fetched_at": page["fetched_at"], "title": page["title"],
+            "lang": result.content_lang, "format": fmt, "content": result.content,
+            "words": len(_WORD.findall(result.content))}
 
 
 def link_record(source: str, link: Link, followed: bool) -> Record:

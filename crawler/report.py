@@ -67,6 +67,10 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("pages/s", fmt(summary["pages_per_s"])),
         ("links", f"{summary['links']} ({summary['links_followed']} followed)"),
     ]
+    content = summary["content"]
+    if content["pages"]:
+        rows.append(("content extracted", f"{content['with_content']} pages, "
+                     f"{content['empty']} empty, {content['words']} words"))
     if summary["stop_reason"]:
         rows.append(("stop reason", str(summary["stop_reason"])))
     if summary["elapsed_ms"]:

@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from .clock import utc_iso
 from .engine import Engine
 from .errors import OutputError
@@ -37,6 +35,7 @@ from .recorder import Recorder
 from .settings import Settings
 from .sinks import JsonlFiles, PluginSinks, read_lines, write_json_atomic
 from .stats import Stats
+from .transport import open_session
 from .urls import LinkPolicy, host_of
 from .warc import WarcFile, cut_back, warc_file_path
 
@@ -121,16 +120,12 @@ class Runner:
                  f" as worker {info.worker}" if info.worker else "")
         self.suffix = f"-{info.worker}" if info.worker else ""
         await self._settle_orphans()
-        self.files = JsonlFiles(self.run_dir, self.threads, self.suffix)
+        self.files = JsonlFiles(self.run_dir, self.threads, self.suffix, bool(self.s.extract))
         self.sinks = PluginSinks(self.s.sinks, self.threads, self.stats, self.s.sink_queue)
         self.parser = ParsePool(self.s.worker_count, self.s.parse_timeout, self.s.extractors,
-                                self.policy, self.s.max_links_per_page)
+                                self.policy, self.s.max_links_per_page, self.s.extract)
         guard = AddressGuard(self.policy)
-        connector = aiohttp.TCPConnector(limit=self.s.concurrency, limit_per_host=0,
-                                         resolver=guard, use_dns_cache=False)
-        session = aiohttp.ClientSession(
-            connector=connector, headers={"User-Agent": self.s.user_agent},
-            auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
+        session = open_session(self.s, guard)
         self.progress = Progress(self.s, self.stats)
         try:
             journal = self.info.journal
@@ -159,6 +154,7 @@ class Runner:
                 finally:
                     self.progress.stop()
                     await self.politeness.aclose()
+                    await self.fetcher.close()
         finally:
             await self._shutdown()
         return self._exit_code()

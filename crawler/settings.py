@@ -63,6 +63,12 @@ class Settings:
     allow: tuple[str, ...]
     deny: tuple[str, ...]
     private_networks: str
+    proxy: str
+    cookies: bool
+    headers: dict[str, str]
+    auth: dict[str, str]
+    verify_tls: bool
+    ca_file: str
     recrawl_after: str
     frontier: str
     lease_timeout: float
@@ -75,6 +81,7 @@ class Settings:
     stats_interval: float
     extractors: tuple[str, ...]
     sinks: tuple[str, ...]
+    extract: str
     progress: bool | str
     verbosity: int
 
@@ -97,6 +104,7 @@ class Settings:
 _CHOICES = {
     "scope": ("host", "domain", "any"),
     "private_networks": ("seeds", "allow", "deny"),
+    "extract": ("", "text", "markdown"),
 }
 # (least value) for numbers that must not go below it
 _MINIMUM = {
@@ -138,6 +146,11 @@ def _check(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
         value = tuple(value)
+    elif kind == "dict[str, str]":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise wrong("a table of strings")
+        value = dict(value)
     elif kind == "bool | str" and value not in (True, False, "auto"):
         raise wrong('true, false or "auto"')
     if key in _MINIMUM and value < _MINIMUM[key]:
@@ -181,6 +194,10 @@ def load(config_file: str | os.PathLike[str] | None = None,
             values[key] = _check(key, value, source)
     settings = Settings(**values)
     _check_relations(settings)
+    if settings.ca_file:  # read from the current directory, whatever happens to it later
+        from .transport import check_ca_file
+
+        settings = settings.replace(ca_file=check_ca_file(settings.ca_file))
     return settings
 
 
@@ -191,7 +208,17 @@ def _close_key(key: str, known: Mapping[str, str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _check_access(s: Settings) -> None:
+    from .transport import check_headers, parse_auth, parse_proxy
+
+    if s.proxy:
+        parse_proxy(s.proxy, "proxy")
+    parse_auth(s.auth)
+    check_headers(s.headers)
+
+
 def _check_relations(s: Settings) -> None:
+    _check_access(s)
     s.max_runtime_s  # noqa: B018 -- validates the duration's syntax now, not mid-crawl
     s.recrawl_after_s  # noqa: B018
     for key in ("allow", "deny"):

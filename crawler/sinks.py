@@ -23,6 +23,7 @@ from .stats import Stats
 log = logging.getLogger(__name__)
 
 KINDS = ("pages", "links", "errors")
+CONTENT = "content"  # content.jsonl, with --extract (or when a resumed batch wrote one)
 
 
 # One encoder for every line: json.dumps with options builds a new encoder per call, which
@@ -92,8 +93,10 @@ class JsonlFiles:
     journal can name where the batch starts.
     """
 
-    def __init__(self, run_dir: Path, threads: ThreadPool, suffix: str = "") -> None:
+    def __init__(self, run_dir: Path, threads: ThreadPool, suffix: str = "",
+                 content: bool = False) -> None:
         self._dir = run_dir
+        self._content = content
         self._threads = threads
         self._suffix = suffix
         self._files: dict[str, AsyncBufferedIOBase] = {}
@@ -105,7 +108,8 @@ class JsonlFiles:
     async def open(self, journal: Mapping[str, tuple[int, bytes]]) -> None:
         """Open for appending; first write the last committed batch again where `journal`
         has it, else cut a torn last line."""
-        for kind in KINDS:
+        kinds = [*KINDS, CONTENT] if self._content or CONTENT in journal else KINDS
+        for kind in kinds:
             path = self.path(kind)
             if kind in journal:
                 base, data = journal[kind]
@@ -122,7 +126,7 @@ class JsonlFiles:
 
     async def write(self, data: Mapping[str, bytes]) -> None:
         """Append whole lines and flush each file."""
-        for kind in KINDS:
+        for kind in list(self._files):
             blob = data.get(kind)
             if not blob:
                 continue

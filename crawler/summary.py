@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .clock import iso
-from .reader import read_errors, read_links, read_pages, read_stats, run_folder
+from .reader import read_content, read_errors, read_links, read_pages, read_stats, run_folder
 
 __all__ = ["summarize"]
 
@@ -78,6 +78,13 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         links += 1
         followed += link.get("followed") is True
 
+    extracted = extracted_empty = extracted_words = 0
+    for record in read_content(run):
+        words = _int(record.get("words"))
+        extracted += words > 0
+        extracted_empty += words == 0
+        extracted_words += words
+
     if isinstance(stats.get("duration_s"), int | float):
         duration = float(stats["duration_s"])
     elif times:
@@ -98,6 +105,8 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "pages_per_s": _pages_per_s(stats, pages, duration),
         "links": links,
         "links_followed": followed,
+        "content": {"pages": extracted + extracted_empty, "with_content": extracted,
+                    "empty": extracted_empty, "words": extracted_words},
         "status_counts": {str(code): n for code, n in sorted(statuses.items())},
         "errors_by_kind": dict(kinds.most_common()),
         "pages_per_depth": {str(depth): n for depth, n in sorted(depths.items())},

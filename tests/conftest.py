@@ -33,8 +33,8 @@ PAGE_KEYS = frozenset({
 })
 LINK_KEYS = frozenset({"from", "to", "text", "nofollow", "followed"})
 ERROR_KEYS = frozenset({"url", "depth", "referrer", "kind", "message", "attempts", "at"})
-ERROR_KINDS = frozenset({"timeout", "connection", "too_large", "redirects", "content", "parse",
-                         "other"})
+ERROR_KINDS = frozenset({"timeout", "connection", "tls", "too_large", "redirects", "content",
+                         "parse", "other"})
 STATS_KEYS = frozenset({
     "job", "run_id", "started_at", "finished_at", "duration_s", "pages", "errors", "bytes",
     "pages_per_s", "status_counts", "robots_blocked", "out_of_scope", "duplicates", "retries",
@@ -534,8 +534,9 @@ class RedisCluster:
 
         for node in self.nodes:
             node.folder.mkdir(parents=True, exist_ok=True)
+            # the bus port is the client port + 10000 unless given: past 65535 for high ports
             node.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", "2000"])
+                        "--cluster-node-timeout", "2000", "--cluster-port", str(free_port())])
         subprocess.run(
             [str(self.cli), "--cluster", "create",
              *(f"127.0.0.1:{n.port}" for n in self.nodes),

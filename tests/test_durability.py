@@ -461,3 +461,29 @@ async def test_journal_commits_with_the_state_and_a_rollback_leaves_neither(
         await again.close()
     finally:
         threads.shutdown()
+
+
+# --- main content across a kill -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["torn-content", "before-commit", "after-commit"])
+async def test_kill_9_with_extract_leaves_exactly_one_content_line_per_page(
+        tree: Tree, tmp_path: Path, point: str) -> None:
+    out = tmp_path / "out"
+    args = _args(tree, tmp_path, "--extract", "text")
+    crawl = await start_crawl(*args, env=crawl_env(CRAWL_FAILPOINT=f"{point}:2"))
+    try:
+        kill = await _killed(tree, crawl, out)
+    finally:
+        reap(crawl.descendants())
+    await _finish(tree, args, out, [kill])
+    run = load_run(out, "seeds")
+    content = _complete_records(out, "content")
+    lines = Counter(r["url"] for r in content)
+    assert max(lines.values()) == 1, f"more than one content line: {lines.most_common(3)}"
+    assert set(lines) == {p["url"] for p in run.pages if p["status"] == 200}
+    for record in content:
+        assert list(record) == ["url", "fetched_at", "title", "lang", "format", "content",
+                                "words"]
+        assert record["format"] == "text" and record["words"] > 0, record

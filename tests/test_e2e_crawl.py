@@ -527,7 +527,8 @@ async def test_kill_9_then_the_same_command_continues_the_same_run(
 async def test_max_runtime_stops_gracefully(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seeds = seeds_file(tmp_path, *(site.url(f"/slow/0.5?i={i}") for i in range(20)))
-    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "1s")
+    # 20 sequential half-second pages take 10 s: a 3 s limit leaves room for a slow start
+    result = await run_crawl(seeds, *fast(out), "--per-host", "1", "--max-runtime", "3s")
     assert result.returncode == 0, str(result)
     run = load_run(out, "seeds")
     assert run.stats["stop_reason"] == "max_runtime"

@@ -10,7 +10,7 @@ def test_all_is_sorted() -> None:
 
 
 def test_all_is_exactly_the_readers() -> None:
-    assert set(crawler.__all__) == {"read_errors", "read_links", "read_pages"}
+    assert set(crawler.__all__) == {"read_content", "read_errors", "read_links", "read_pages"}
 
 
 def test_every_export_is_callable() -> None:

@@ -9,7 +9,6 @@ import os
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from crawler import parse as parse_module
 from crawler.models import ParseInput, ParseResult
 from crawler.parse import (
     DEFAULT_MAX_LINKS,
+    SHINGLE,
     hamming,
     init_worker,
     load_callable,
@@ -268,11 +268,28 @@ def test_page_without_words_has_no_simhash() -> None:
     assert simhash_of([]) is None
 
 
+_MASK = (1 << 64) - 1
+_FACTORS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
+
+
+def _fmix(k: int) -> int:
+    k ^= k >> 33
+    k = k * 0xFF51AFD7ED558CCD & _MASK
+    k ^= k >> 33
+    k = k * 0xC4CEB9FE1A85EC53 & _MASK
+    return k ^ k >> 33
+
+
 def reference_simhash(tokens: list[str]) -> str:
-    """The textbook loop: 64 additions per token occurrence."""
+    """The textbook loop over the distinct 3-word shingles: 64 additions per shingle."""
+    digests = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
+               for t in tokens]
+    shingles = {tuple(digests[i:i + SHINGLE])
+                for i in range(max(1, len(digests) - SHINGLE + 1))}
+    features = {_fmix(sum(d * f for d, f in zip(s, _FACTORS, strict=False)) & _MASK)
+                for s in shingles}
     vector = [0] * 64
-    for token in tokens:
-        value = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
+    for value in features:
         for bit in range(64):
             vector[bit] += 1 if value >> bit & 1 else -1
     return f"{sum(1 << bit for bit in range(64) if vector[bit] > 0):016x}"
@@ -280,10 +297,24 @@ def reference_simhash(tokens: list[str]) -> str:
 
 def test_simhash_matches_the_textbook_definition() -> None:
     rng = random.Random(7)
-    for size in (1, 2, 3, 10, 500):
+    for size in (1, 2, 3, 4, 10, 500):
         tokens = [f"w{rng.randrange(50)}" for _ in range(size)]
-        assert simhash_of(tokens) == reference_simhash(tokens)
-    assert simhash_of(Counter(["a", "a", "b"]).elements()) == reference_simhash(["a", "a", "b"])
+        assert simhash_of(tokens) == reference_simhash(tokens), size
+    # a shingle repeated counts once: the text is a set of shingles
+    assert simhash_of(["a", "b", "c"] * 5) == simhash_of(["a", "b", "c", "a", "b", "c", "a"])
+
+
+def test_simhash_features_are_ordered_shingles_not_words() -> None:
+    words = article(5, words=300)
+    assert simhash_of(words) != simhash_of(sorted(words))
+
+
+def test_a_shared_template_does_not_make_pages_near_duplicates() -> None:
+    template = article(6, words=400, vocabulary="nav")
+    first = simhash_of([*template, *article(7, words=300, vocabulary="a")])
+    second = simhash_of([*template, *article(8, words=300, vocabulary="b")])
+    assert first is not None and second is not None
+    assert hamming(first, second) > 3
 
 
 def article(seed: int, words: int = 2000, vocabulary: str = "w") -> list[str]:

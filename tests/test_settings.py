@@ -151,6 +151,10 @@ def test_unknown_key_far_from_any_gives_no_hint(tmp_path: Path) -> None:
         ("allow", '"^http"'),
         ("extractors", "[1, 2]"),
         ("progress", '"sometimes"'),
+        ("headers", '"Accept-Language: en"'),
+        ("headers", '{ "X-N" = 1 }'),
+        ("auth", '["a:b"]'),
+        ("verify_tls", '"no"'),
     ],
     ids=lambda v: str(v),
 )

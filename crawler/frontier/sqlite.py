@@ -18,11 +18,12 @@ from ..errors import LockedError, OutputError
 from ..models import Request
 from ..pools import ThreadPool
 from ..urls import host_of
-from . import Admission, Candidate, Journal, Outcome, Prepared, RunInfo
+from . import Admission, Candidate, Journal, Outcome, Prepared, RunInfo, neardup
 
 T = TypeVar("T")
 
 QUEUED, LEASED, DONE, FAILED, SKIPPED = range(5)
+_U64 = (1 << 64) - 1
 _IN_CHUNK = 500  # URLs per `IN (...)` lookup, under SQLite's bound on parameters
 _STATE = {"done": DONE, "failed": FAILED, "skipped": SKIPPED}
 
@@ -44,15 +45,13 @@ CREATE TABLE IF NOT EXISTS urls (
     title TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS urls_queue ON urls (state, seq);
-CREATE TABLE IF NOT EXISTS simhashes (
-    url TEXT PRIMARY KEY,
-    simhash TEXT NOT NULL,
-    b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL, b3 INTEGER NOT NULL
+-- Every distinct simhash of the job, in filing order (id = its number in neardup.BlockIndex,
+-- plus one), with the page that had it first: append-only, read back into memory at open.
+CREATE TABLE IF NOT EXISTS fingerprints (
+    id INTEGER PRIMARY KEY,
+    simhash INTEGER NOT NULL,  -- signed 64-bit
+    url TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS simhash_b0 ON simhashes (b0);
-CREATE INDEX IF NOT EXISTS simhash_b1 ON simhashes (b1);
-CREATE INDEX IF NOT EXISTS simhash_b2 ON simhashes (b2);
-CREATE INDEX IF NOT EXISTS simhash_b3 ON simhashes (b3);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL,
@@ -123,6 +122,7 @@ class SqliteFrontier:
         # URLs queued or leased, counted once at open and then kept as they move, so that
         # `pending` (every second, with a live progress bar) scans no table
         self._unfinished = 0
+        self._index = neardup.BlockIndex()  # the job's fingerprints, filled at open
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -160,6 +160,9 @@ class SqliteFrontier:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        self._index = neardup.BlockIndex(
+            h & _U64 for (h,) in db.execute("SELECT simhash FROM fingerprints ORDER BY id"))
+        self._migrate_simhashes()
         columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
         if "totals" not in columns:  # a state file from before the column existed
             db.execute("ALTER TABLE runs ADD COLUMN totals TEXT")
@@ -301,24 +304,37 @@ class SqliteFrontier:
         return Prepared(outcomes, admissions, extra, extra_admitted)
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
+        """An earlier page within the distance, from the value's four buckets; then file the
+        fingerprint, unless an identical one was filed before."""
         value = int(simhash, 16)
-        blocks = [(value >> (16 * i)) & 0xFFFF for i in range(4)]
-        found = None
-        # Within distance 3 of 64 bits, two hashes share at least one of four 16-bit blocks.
-        if self._distance <= 3:
-            rows = self.db.execute(
-                "SELECT url, simhash FROM simhashes WHERE (b0=? OR b1=? OR b2=? OR b3=?) "
-                "AND url != ? ORDER BY rowid", (*blocks, url))
-        else:
-            rows = self.db.execute(
-                "SELECT url, simhash FROM simhashes WHERE url != ? ORDER BY rowid", (url,))
-        for other, other_hash in rows:
-            if (int(other_hash, 16) ^ value).bit_count() <= self._distance:
-                found = other
+        index = self._index
+        found, exact = None, False
+        for number in index.near(value, self._distance):
+            exact = exact or index.get(number) == value
+            if found is None:
+                row = self.db.execute("SELECT url FROM fingerprints WHERE id=?",
+                                      (number + 1,)).fetchone()
+                if row[0] != url:
+                    found = str(row[0])
+            if found is not None and exact:
                 break
-        self.db.execute("INSERT OR REPLACE INTO simhashes VALUES (?, ?, ?, ?, ?, ?)",
-                        (url, simhash, *blocks))
-        return str(found) if found is not None else None
+        if not exact:
+            number = index.add(value)
+            self.db.execute("INSERT INTO fingerprints VALUES (?, ?, ?)",
+                            (number + 1, neardup.signed(value), url))
+        return found
+
+    def _migrate_simhashes(self) -> None:
+        """A state file from before the block tables: its fingerprints move to them once."""
+        db = self.db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='simhashes'").fetchone() is None:
+            return
+        db.execute("BEGIN")
+        for url, simhash in db.execute("SELECT url, simhash FROM simhashes ORDER BY rowid"
+                                       ).fetchall():
+            self._near_duplicate(url, simhash)
+        db.execute("DROP TABLE simhashes")
+        db.execute("COMMIT")
 
     async def commit(self, batch: Prepared, journal: Journal) -> None:
         await self._call(self._commit, journal)

@@ -43,9 +43,12 @@ for i, o in ipairs(outcomes) do
     if o.f ~= cjson.null then h[4] = o.f end
     if o.st == 'done' and o.s ~= 304 then
       h[5], h[6], h[7], h[8], h[9], h[10] = o.s, o.e, o.m, o.h, o.x, o.ti
-      if o.x ~= cjson.null then
+      if o.x ~= cjson.null and redis.call('HSETNX', P .. 'np', o.x, o.u) == 1 then
         for b = 0, 3 do
-          redis.call('SADD', P .. 'nd:' .. b .. ':' .. string.sub(o.x, 4 * b + 1, 4 * b + 4), o.x .. o.u)
+          local bucket = near_bucket(b, o.x)
+          if redis.call('STRLEN', bucket) < 8 * NEAR_CAP then
+            redis.call('APPEND', bucket, sim_bytes(o.x))
+          end
         end
       end
     end

@@ -12,8 +12,9 @@
 --   P.."pending"      string  URLs queued or leased in this run
 --   P.."hist"         hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
 --                             last_modified, sha256, simhash, title]: the recrawl's validators
---   P.."nd:"..I..":"..X set   near-duplicate index: simhash..url of the pages whose 16-bit
---                             block I is X
+--   P.."nb:"..I..":"..X string near-duplicate bucket (neardup.py): the simhashes whose 16-bit
+--                             block I is X, 8 bytes each (big-endian), at most NEAR_CAP
+--   P.."np"           hash    simhash -> URL of the first page that had it
 --   P.."perhost:"..R  hash    URLs admitted per host in run R (--max-pages-per-host)
 --   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
 --   P.."journals"     set     workers with a journal
@@ -23,6 +24,26 @@
 --   "gate"            hash    the host's politeness window (see gate.lua)
 --   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R
 local P = ARGV[1]
+local NEAR_CAP = 64  -- fingerprints per near-duplicate bucket: neardup.BUCKET_CAP
+
+-- The key of bucket I (0..3) of a 16-hex-digit simhash: I counts 16-bit blocks from the
+-- least significant, as neardup.buckets does.
+local function near_bucket(i, sim)
+  return P .. 'nb:' .. i .. ':' .. string.sub(sim, 13 - 4 * i, 16 - 4 * i)
+end
+
+-- A 16-hex-digit simhash as the 8 bytes a bucket stores, and back.
+local function sim_bytes(sim)
+  local out = {}
+  for i = 1, 16, 2 do
+    out[#out + 1] = string.char(tonumber(string.sub(sim, i, i + 1), 16))
+  end
+  return table.concat(out)
+end
+
+local function sim_hex(packed, j)
+  return string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(packed, j, j + 7))
+end
 
 local function now_ms()
   local t = redis.call('TIME')

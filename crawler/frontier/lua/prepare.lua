@@ -19,24 +19,50 @@ local function distance(a, b)
   return d
 end
 
--- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look there only.
-local earlier = {}
+-- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
+-- buckets only (at most NEAR_CAP fingerprints each, see common.lua), and in the same four
+-- buckets of the batch's earlier pages, which ack.lua has not filed yet.
+-- bits set in each byte value, so that a stored fingerprint is compared in 8 lookups
+local POP = {[0] = 0}
+for v = 1, 255 do POP[v] = POP[bit.rshift(v, 1)] + bit.band(v, 1) end
+local bxor = bit.bxor
+local batch_buckets = {}
 local function near(url, sim)
+  local found = cjson.null
+  local s1, s2, s3, s4, s5, s6, s7, s8 = string.byte(sim_bytes(sim), 1, 8)
   for i = 0, 3 do
-    local members = redis.call('SMEMBERS', P .. 'nd:' .. i .. ':' .. string.sub(sim, 4 * i + 1, 4 * i + 4))
-    for _, m in ipairs(members) do
-      local other = string.sub(m, 17)
-      if other ~= url and distance(sim, string.sub(m, 1, 16)) <= maxd then
-        return other
+    local key = near_bucket(i, sim)
+    local packed = found == cjson.null and redis.call('GET', key)
+    if packed then
+      for j = 1, #packed, 8 do
+        local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(packed, j, j + 7)
+        local d = POP[bxor(b1, s1)] + POP[bxor(b2, s2)] + POP[bxor(b3, s3)] + POP[bxor(b4, s4)]
+          + POP[bxor(b5, s5)] + POP[bxor(b6, s6)] + POP[bxor(b7, s7)] + POP[bxor(b8, s8)]
+        if d <= maxd then
+          local page = redis.call('HGET', P .. 'np', sim_hex(packed, j))
+          if page and page ~= url then
+            found = page
+            break
+          end
+        end
       end
     end
-  end
-  for _, e in ipairs(earlier) do
-    if e[2] ~= url and distance(sim, e[1]) <= maxd then
-      return e[2]
+    local mates = batch_buckets[key]
+    if not mates then
+      mates = {}
+      batch_buckets[key] = mates
     end
+    if found == cjson.null then
+      for _, e in ipairs(mates) do
+        if e[2] ~= url and distance(sim, e[1]) <= maxd then
+          found = e[2]
+          break
+        end
+      end
+    end
+    mates[#mates + 1] = {sim, url}
   end
-  return cjson.null
+  return found
 end
 
 local fresh = {}
@@ -52,7 +78,6 @@ for _, o in ipairs(batch) do
     end
     if r.ok and o.s ~= cjson.null then
       r.n = near(o.u, o.s)
-      earlier[#earlier + 1] = {o.s, o.u}
     end
   end
   for i, h in ipairs(o.c) do
