@@ -280,8 +280,10 @@ class RedisFrontier:
         return requests
 
     async def release(self, urls: Sequence[str]) -> None:
+        """Back to the front of their queues; the spares go back too, behind them."""
+        spares, self._spare = [r.url for r in reversed(self._spare)], []
         args: list[str] = []
-        for url in urls:
+        for url in [*spares, *urls]:
             token = self._tokens.pop(url, None)
             if token is not None:
                 args += [url, token]
@@ -363,8 +365,7 @@ class RedisFrontier:
     async def close(self) -> None:
         if self._spare and self._down is None:
             with contextlib.suppress(Exception):
-                await self.release([r.url for r in self._spare])
-            self._spare = []
+                await self.release([])
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(BaseException):
