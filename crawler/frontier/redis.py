@@ -95,7 +95,8 @@ def _admitted_by_referrer(candidates: Sequence[Candidate],
     """Those candidates `prepare` admitted, as (referrer, ack entries), in runs of one
     referrer."""
     chosen = [c for c, ok in zip(candidates, admitted, strict=True) if ok]
-    return [(group[0].referrer, [[c.url, c.depth, host_of(c.url)] for c in group])
+    return [(group[0].referrer, [[c.url, c.depth, host_of(c.url), link_key(c.url)]
+                                 for c in group])
             for group in _by_referrer(chosen)]
 
 
@@ -128,6 +129,8 @@ class RedisFrontier:
         self._known: set[str] = set()  # link keys the job has seen: never sent again
         self._spare: list[Request] = []  # leased by this worker, not yet handed out
         self._leased_at = 0.0  # monotonic time of the last lease script
+        self._reaped_at = 0.0  # ... of the last one that ran (and so reaped expired leases)
+        self._dry: tuple[frozenset[str], float] | None = None  # skip hosts, time: it was empty
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
 
@@ -265,6 +268,17 @@ class RedisFrontier:
         return out
 
     async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
+        # nothing queued anywhere: a plain ZCARD says so for a fraction of a script's cost,
+        # and the script (which also reaps dead workers' leases) runs a few times a lease
+        now = time.monotonic()
+        reap_due = now - self._reaped_at >= self._s.lease_timeout / 4
+        if not reap_due:
+            dry = self._dry
+            if dry is not None and set(skip_hosts) >= dry[0] and now - dry[1] < SPARE_WAIT_S:
+                return []  # the hosts that had URLs are still skipped: so soon, still dry
+            if not await self._command("ZCARD", self.prefix + "ready"):
+                return []
+        self._reaped_at = now
         cap = max(self._s.per_host * 2, LEASE_BATCH)  # a host's URLs a script takes at most
         rows = await self._call("lease", self.worker, n, self._lease_ms, cap,
                                 round(self._s.delay * 1000), *skip_hosts)
@@ -277,6 +291,7 @@ class RedisFrontier:
             requests.append(Request(url, int(depth), _text(referrer) or None, etag=h[5],
                                     last_modified=h[6], last_status=h[4], sha256=h[7],
                                     simhash=h[8], title=h[9]))
+        self._dry = None if requests else (frozenset(skip_hosts), now)
         return requests
 
     async def release(self, urls: Sequence[str]) -> None:
@@ -336,7 +351,7 @@ class RedisFrontier:
                 "u": url, "t": self._tokens.get(url, ""), "st": o.state,
                 "f": o.fetched_at, "s": o.status, "e": o.etag, "m": o.last_modified,
                 "h": o.sha256, "x": o.simhash, "ti": o.title,
-                "r": url, "c": [[c.url, c.depth, host_of(c.url)]
+                "r": url, "c": [[c.url, c.depth, host_of(c.url), link_key(c.url)]
                                 for c, ok in zip(o.candidates, admission.admitted, strict=True)
                                 if ok]})
         files: list[Any] = []

@@ -50,8 +50,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local RUN = nil  -- the run number, read once a script (open.lua reads it before it moves on)
 local function run_no()
-  return tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
+  if not RUN then
+    RUN = tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
+  end
+  return RUN
 end
 
 -- A dedup key (64 bits of the URL's sha1 in hex, as the client's `link_key` makes it) as a
@@ -76,14 +80,18 @@ local function push(url, depth, referrer, host, front)
   else
     redis.call('RPUSH', P .. 'q:' .. host, entry)
   end
-  if not redis.call('ZSCORE', P .. 'ready', host) then
-    redis.call('ZADD', P .. 'ready', 0, host)
-  end
+  redis.call('ZADD', P .. 'ready', 'NX', 0, host)
 end
 
 -- Admit a URL once per job: 1 when queued now, 0 when seen before or over the host budget.
-local function enqueue(url, depth, referrer, host, budget)
-  local key, field = seen_slot(url)
+-- The caller adds the queued ones to P.."pending", once a script.
+local function enqueue(url, depth, referrer, host, budget, hkey)
+  local key, field
+  if hkey then
+    key, field = seen_of(hkey)
+  else
+    key, field = seen_slot(url)
+  end
   if redis.call('HEXISTS', key, field) == 1 then
     return 0
   end
@@ -97,7 +105,6 @@ local function enqueue(url, depth, referrer, host, budget)
   redis.call('HSET', key, field, run)
   redis.call('HINCRBY', P .. 'perhost:' .. run, host, 1)
   push(url, depth, referrer, host, false)
-  redis.call('INCR', P .. 'pending')
   return 1
 end
 
