@@ -138,3 +138,124 @@ async def test_three_workers_on_a_cluster_one_killed_lose_nothing(
         assert len(owners) == RedisCluster.MASTERS
     finally:
         client.close()
+
+
+def _owner(cluster: RedisCluster, key: str) -> int:
+    """The port of the master that serves `key`'s slot."""
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        return int(client.get_node_from_key(key).port)
+    finally:
+        client.close()
+
+
+async def _crawl_two(tmp_path: Path, cluster: RedisCluster, job: str, port: int,
+                     hosts: list[str], during: Any) -> Path:
+    """Two workers over `hosts`; `during()` runs once both have pages; both must finish."""
+    out = tmp_path / "out"
+    config = config_file(tmp_path, "lease_timeout = 20.0\n")
+    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
+            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
+            "--job", job, "--frontier", cluster.url, "--config", config]
+    crawls = [await start_crawl(*args, "--worker", f"w{i}", command=HOSTNAMES)
+              for i in (1, 2)]
+    try:
+        await wait_until(lambda: len(complete_records(
+            (out / job / "runs").glob("*/pages-*.jsonl"))) >= 6, 60, "the first pages")
+        await during()
+        for crawl in crawls:
+            result = await crawl.wait(180)
+            assert result.returncode == 0, str(result)
+            assert_no_traceback(result)
+    finally:
+        for crawl in crawls:
+            with contextlib.suppress(ProcessLookupError):
+                crawl.proc.kill()
+    return out
+
+
+def _every_page_once(out: Path, job: str, port: int, hosts: list[str],
+                     hits: list[tuple[str, str]]) -> None:
+    run = load_run(out, job)
+    urls = Counter(str(p["url"]) for p in run.pages)
+    assert set(urls) == {f"http://{h}:{port}/p/{n}" for h in hosts for n in range(PAGES)}
+    assert max(urls.values()) == 1, "one record per URL"
+    assert run.stats.get("finished_at"), "the run finished by itself"
+    fetched = Counter(f"{h}{p}" for h, p in hits if p != "/robots.txt")
+    assert max(fetched.values()) == 1, "no page fetched twice"
+
+
+@pytest.mark.slow
+async def test_a_restarted_cluster_node_is_waited_out(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    """The master with the job's slot stops (SIGTERM, append-only file) and comes back."""
+    job = "cluster-restart"
+    port, hits, _ = multi_site
+    hosts = _hosts(redis_cluster, job)
+    home = _owner(redis_cluster, f"crawl:{{{job}}}:run")
+    node = next(n for n in redis_cluster.nodes if n.port == home)
+
+    async def restart() -> None:
+        node.stop()
+        await asyncio.sleep(1.5)
+        node.start()
+
+    try:
+        out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, restart)
+    finally:
+        if node.proc is None or node.proc.poll() is not None:
+            node.start()
+        await wait_until(lambda: redis_cluster.cluster_ok(node), 30, "the cluster back")
+    _every_page_once(out, job, port, hosts, hits)
+
+
+def _migrate(cluster: RedisCluster, key: str, pipeline: int) -> None:
+    """Move `key`'s slot to another master as `redis-cli --cluster reshard` does: IMPORTING
+    and MIGRATING, MIGRATE of its keys `pipeline` at a time, then SETSLOT NODE everywhere."""
+    import redis
+
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        slot = client.keyslot(key)
+        source = client.get_node_from_key(key)
+        target = next(n for n in client.get_primaries() if n.port != source.port)
+    finally:
+        client.close()
+    src = redis.Redis(host="127.0.0.1", port=source.port)
+    dst = redis.Redis(host="127.0.0.1", port=target.port)
+    try:
+        src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, pipeline):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        for node in cluster.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as one:
+                one.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.mark.slow
+async def test_slots_moved_during_a_crawl_lose_nothing(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    """A host's slot moved key by key, and the job's own slot moved in one MIGRATE (the
+    pipeline covers its keys: see README, "Running a fleet" on resharding)."""
+    job = "cluster-move"
+    port, hits, _ = multi_site
+    hosts = _hosts(redis_cluster, job)
+    moved: list[int] = []
+
+    async def move() -> None:
+        host_key = f"crawl:{{{job}:{hosts[0]}}}:gate"
+        job_key = f"crawl:{{{job}}}:run"
+        before = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
+        await asyncio.to_thread(_migrate, redis_cluster, host_key, 1)
+        await asyncio.to_thread(_migrate, redis_cluster, job_key, 100_000)
+        after = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
+        moved.extend(a for a, b in zip(after, before, strict=True) if a != b)
+
+    out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, move)
+    assert len(moved) == 2, "both slots changed masters mid-crawl"
+    _every_page_once(out, job, port, hosts, hits)

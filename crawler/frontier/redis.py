@@ -30,6 +30,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -159,7 +160,8 @@ class RedisFrontier:
 
     async def _patiently(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                          **kwargs: Any) -> Any:
-        """While Redis is unreachable, retry with back-off, up to `lease_timeout` seconds."""
+        """While Redis is unreachable (or the cluster down), retry with back-off, up to
+        `lease_timeout` seconds."""
         if self._down is not None:
             raise self._down
         deadline: float | None = None
@@ -167,7 +169,10 @@ class RedisFrontier:
         while True:
             try:
                 return await fn(*args, **kwargs)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
+                    SlotNotCoveredError, TryAgainError) as exc:
+                # a cluster whose master is restarting is down (or its slots uncovered) for
+                # a while, as a server restarting is unreachable; TRYAGAIN: a slot in motion
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._s.lease_timeout
