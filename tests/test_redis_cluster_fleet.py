@@ -259,3 +259,43 @@ async def test_slots_moved_during_a_crawl_lose_nothing(
     out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, move)
     assert len(moved) == 2, "both slots changed masters mid-crawl"
     _every_page_once(out, job, port, hosts, hits)
+
+
+async def test_the_frontier_on_a_cluster_leases_acks_and_resets_every_master(
+        redis_cluster: RedisCluster) -> None:
+    """The protocol's steps through redis-py's cluster client; `reset` (--fresh,
+    crawl-reset) finds the job's keys on every master."""
+    from crawler.frontier import Candidate, Journal, Outcome
+    from crawler.frontier.redis import RedisFrontier
+    from crawler.settings import load
+
+    job = "cluster-unit"
+    hosts = _hosts(redis_cluster, job)
+    frontier = RedisFrontier(load(None, {"frontier": redis_cluster.url, "worker": "u"}), job)
+    try:
+        await frontier.open([f"http://{h}/" for h in hosts], fresh=True, recrawl_after_s=0)
+        leased = await frontier.lease(10, ())
+        assert sorted(r.url for r in leased) == sorted(f"http://{h}/" for h in hosts)
+        for h in hosts:
+            assert await frontier.take(h, 1.0, 0.0) == 0
+            await frontier.robots_put(f"http://{h}", 404, b"")
+        outcomes = [Outcome(r, "done", status=200, fetched_at=1.0, simhash="0123456789abcdef",
+                            candidates=[Candidate(r.url + "a", 1, r.url)]) for r in leased]
+        batch = await frontier.prepare(outcomes)
+        assert all(a.admitted == [True] for a in batch.admissions)
+        await frontier.commit(batch, Journal({"pages": (0, b"x\n")}, {}))
+        assert await frontier.pending() == len(hosts)
+        client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+        try:
+            def masters_with_keys() -> int:
+                return sum(any(True for _ in client.scan_iter(
+                    match=f"crawl:{{{job}*", target_nodes=node))
+                    for node in client.get_primaries())
+
+            assert masters_with_keys() == RedisCluster.MASTERS
+            await frontier.reset()
+            assert masters_with_keys() == 0
+        finally:
+            client.close()
+    finally:
+        await frontier.close()

@@ -86,7 +86,7 @@ def connect(url: str) -> Any:
             host, _, port = part.strip().rpartition(":")
             nodes.append(ClusterNode(host.strip("[]") or "127.0.0.1", int(port or 6379)))
         return RedisCluster(startup_nodes=nodes, socket_timeout=5, socket_connect_timeout=5,
-                            cluster_error_retry_attempts=1, health_check_interval=0)
+                            retry=Retry(NoBackoff(), 1), health_check_interval=0)
     return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5,
                                    retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
