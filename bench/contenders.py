@@ -100,6 +100,8 @@ def _fleet_found(ctx: Context, work: Path) -> Found:
     pages = found.pages
     found.info["redis_ms_per_page"] = round(1000 * cpu["redis_cpu_s"] / pages, 3) if pages \
         else None
+    work_s = cpu["redis_cpu_s"] - cpu.get("idle_cpu_s", 0.0)
+    found.info["redis_work_ms_per_page"] = round(1000 * work_s / pages, 3) if pages else None
     return found
 
 

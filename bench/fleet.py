@@ -6,7 +6,8 @@ joined with `redis-cli --cluster create`) is started here, on free 127.0.0.1 por
 persistence, so that its CPU and memory count in the contender's process tree, as the SQLite
 frontier's do in the single crawler's. `--cpu PATH` writes Redis's own CPU seconds (INFO cpu,
 `used_cpu_sys + used_cpu_user`, summed over the masters) spent during the crawl to PATH as
-JSON. Exits with the first non-zero status of a worker.
+JSON, with what they would have spent idle over the same time (`idle_cpu_s`, from a few
+seconds watched before the crawl). Exits with the first non-zero status of a worker.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import redis
 from .nginx import free_port
 
 MASTERS = 3
+IDLE_S = 3.0  # seconds the servers are watched idle before the crawl
 
 
 def _wait_for(port: int) -> None:
@@ -63,8 +65,9 @@ def _servers(folder: Path, cluster: bool) -> tuple[list[subprocess.Popen[bytes]]
     for i, port in enumerate(ports):
         home = folder / f"node{i}"
         home.mkdir()
-        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if cluster \
-            else []
+        # a bus port of its own: the default, port + 10000, may pass 65535
+        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-port", str(free_port())] if cluster else []
         servers.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(home), *extra], stdout=subprocess.DEVNULL))
@@ -98,13 +101,18 @@ def main(argv: list[str]) -> int:
                 frontier = "redis-cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
             else:
                 frontier = f"redis://127.0.0.1:{ports[0]}/0"
+            idle = _cpu_s(ports)
+            time.sleep(IDLE_S)  # what the servers burn doing nothing (cron, cluster bus)
             before = _cpu_s(ports)
+            started = time.monotonic()
             procs = [subprocess.Popen([*crawl, "--frontier", frontier, "--worker", f"w{i}"])
                      for i in range(workers)]
             codes = [proc.wait() for proc in procs]
             if cpu_path is not None:
-                cpu_path.write_text(json.dumps({"redis_cpu_s": _cpu_s(ports) - before,
-                                                "masters": len(ports)}), encoding="utf-8")
+                cpu_path.write_text(json.dumps({
+                    "redis_cpu_s": _cpu_s(ports) - before, "masters": len(ports),
+                    "idle_cpu_s": (before - idle) / IDLE_S * (time.monotonic() - started)}),
+                    encoding="utf-8")
         finally:
             for server in servers:
                 server.terminate()
