@@ -180,6 +180,15 @@ class SharedSlot(HostSlot):
                 self._held = False
                 await self._gate.give(self.host, self._next_in())
 
+    async def close(self) -> None:
+        """Give a window still held back: a worker that stops (--max-pages, SIGTERM) does
+        not keep the others off the host until the window expires."""
+        async with self._lock:
+            if self._held:
+                self._held = False
+                self._until = 0.0
+                await self._gate.give(self.host, self._next_in())
+
     def defer(self, seconds: float) -> None:
         super().defer(seconds)
         self._owner.tell(self._gate.defer(self.host, seconds))
@@ -219,6 +228,11 @@ class Politeness:
             log.warning("could not share a host's back-off with the fleet: %s", task.exception())
 
     async def aclose(self) -> None:
-        """Wait for the deferrals still on their way to the fleet."""
+        """Wait for the deferrals still on their way to the fleet; give the fleet's windows
+        this worker holds back."""
         while self._telling:
             await asyncio.gather(*self._telling, return_exceptions=True)
+        shared = [slot.close() for slot in self._slots.values() if isinstance(slot, SharedSlot)]
+        for result in await asyncio.gather(*shared, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.warning("could not give a host's window back to the fleet: %s", result)

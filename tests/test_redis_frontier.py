@@ -242,3 +242,15 @@ async def test_the_fleets_breaker_honours_backoff_and_max_retry_after(
     other = make(worker="b", **overrides)
     await _open(other)
     assert await other.take("h", 1.0, 0.0) > 7, "the open breaker holds fleet-wide"
+
+
+async def test_a_stopping_worker_gives_its_windows_back(make: Make,
+                                                        redis_server: RedisServer) -> None:
+    a, b = make(worker="a"), make(worker="b")
+    await _open(a)
+    await _open(b)
+    politeness = Politeness(load(None, {"frontier": redis_server.url}), a)
+    async with politeness.slot("h"):
+        assert await b.take("h", 1.0, 0.0) > 0, "a holds the window while it fetches"
+    await politeness.aclose()
+    assert await b.take("h", 1.0, 0.0) == 0, "given back at a's close, not at its expiry"
