@@ -20,6 +20,7 @@ import re
 import secrets
 import socket
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -101,6 +102,15 @@ def _admitted_by_referrer(candidates: Sequence[Candidate],
             for group in _by_referrer(chosen)]
 
 
+def _torn_connection(exc: AttributeError) -> bool:
+    """redis-py's asyncio cluster client, when a node goes away, closes connections another
+    task is still writing to, which then fails inside redis-py on a `None` writer or reader:
+    the node is unreachable, as a ConnectionError would say."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename \
+        and "'NoneType' object" in str(exc)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -170,7 +180,9 @@ class RedisFrontier:
             try:
                 return await fn(*args, **kwargs)
             except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
-                    SlotNotCoveredError, TryAgainError) as exc:
+                    SlotNotCoveredError, TryAgainError, AttributeError) as exc:
+                if isinstance(exc, AttributeError) and not _torn_connection(exc):
+                    raise
                 # a cluster whose master is restarting is down (or its slots uncovered) for
                 # a while, as a server restarting is unreachable; TRYAGAIN: a slot in motion
                 now = time.monotonic()
