@@ -79,11 +79,30 @@ def _extract_command(ctx: Context, work: Path) -> list[str]:
     return [*_crawler_command(ctx, work), "--extract", "text"]
 
 
-def _fleet_command(ctx: Context, work: Path) -> list[str]:
-    """Two workers on one machine sharing a Redis frontier (no --fresh: the server is new,
-    and a worker's --fresh would wipe the run the other has started)."""
-    command = [c for c in _crawler_command(ctx, work) if c != "--fresh"]
-    return [ctx.python, "-m", "bench.fleet", "2", *command]
+def _fleet_command(cluster: bool) -> Callable[[Context, Path], list[str]]:
+    """Two workers on one machine sharing a Redis frontier, on one server or a 3-master
+    cluster (no --fresh: the server is new, and a worker's --fresh would wipe the run the
+    other has started); Redis's CPU goes to redis-cpu.json."""
+
+    def command(ctx: Context, work: Path) -> list[str]:
+        crawl = [c for c in _crawler_command(ctx, work) if c != "--fresh"]
+        where = ["--cluster"] if cluster else []
+        return [ctx.python, "-m", "bench.fleet", "2", *where, "--cpu",
+                str(work / "redis-cpu.json"), *crawl]
+
+    return command
+
+
+def _fleet_found(ctx: Context, work: Path) -> Found:
+    """The crawler's figures and Redis's CPU per page (ms)."""
+    found = _crawler_found(ctx, work)
+    cpu = json.loads((work / "redis-cpu.json").read_text(encoding="utf-8"))
+    pages = found.pages
+    found.info["redis_ms_per_page"] = round(1000 * cpu["redis_cpu_s"] / pages, 3) if pages \
+        else None
+    work_s = cpu["redis_cpu_s"] - cpu.get("idle_cpu_s", 0.0)
+    found.info["redis_work_ms_per_page"] = round(1000 * work_s / pages, 3) if pages else None
+    return found
 
 
 def _crawler_found(ctx: Context, work: Path) -> Found:
@@ -131,7 +150,9 @@ CONTENDERS = {c.name: c for c in (
     Contender("crawler-extract", "this crawler with --extract text (trafilatura)",
               _extract_command, _crawler_found),
     Contender("crawler-redis", "this crawler, 2 workers sharing a Redis frontier",
-              _fleet_command, _crawler_found),
+              _fleet_command(False), _fleet_found),
+    Contender("crawler-cluster", "this crawler, 2 workers on a 3-master Redis Cluster",
+              _fleet_command(True), _fleet_found),
     Contender("scrapy", "Scrapy, link-following spider", _scrapy_command, _items_found),
     Contender("naive", "aiohttp + BeautifulSoup, one process", _naive_command(False),
               _items_found),

@@ -13,7 +13,8 @@ from .nginx import find_nginx
 
 Row = dict[str, Any]
 MEDIAN_KEYS = ("wall_s", "pages_per_s", "peak_rss_mb", "peak_pss_mb", "cpu_pct", "cpu_s",
-               "loop_lag_p99_ms")
+               "loop_lag_p99_ms", "redis_ms_per_page",
+               "redis_work_ms_per_page")
 
 TARGETS = {"speed_vs_scrapy": 8.0, "rss_vs_scrapy": 2.0, "frontier_rss_mb": 300.0,
            "loop_lag_p99_ms": 50.0}
@@ -59,6 +60,13 @@ def table(medians: dict[str, Row]) -> str:
             f"| {_cell(row['peak_rss_mb'], 0)} | {_cell(row['cpu_pct'], 0)} "
             f"| {_cell(row['x_scrapy'], 2)} | {_cell(row['x_ceiling'], 2)} "
             f"| {'–' if name == 'ceiling' else row['disallowed_fetched']} |")
+    for name, row in medians.items():
+        if row.get("redis_ms_per_page") is not None:
+            ceiling = 1000 / row["redis_ms_per_page"] if row["redis_ms_per_page"] else None
+            work = row.get("redis_work_ms_per_page")
+            lines.append(f"\n{CONTENDERS[name].label}: Redis CPU {row['redis_ms_per_page']:.3f} "
+                         f"ms per page (≈ {_cell(ceiling, 0)} pages/s per Redis core); "
+                         f"less what the servers burn idle: {_cell(work, 3)} ms")
     return "\n".join(lines)
 
 

@@ -57,7 +57,8 @@ def crawl(
     cookies: Annotated[bool | None, Opt("--cookies/--no-cookies",
                                         help="Keep cookies for the invocation.")] = None,
     fresh: Annotated[bool | None, Opt("--fresh", help="Drop the job's state first.")] = None,
-    frontier: Annotated[str | None, Opt(help="redis://host:port/db to share.")] = None,
+    frontier: Annotated[str | None, Opt(
+        help="redis://host:port/db, or redis-cluster://host:port,..., to share.")] = None,
     worker: Annotated[str | None, Opt(help="This worker's name in a shared frontier.")] = None,
     workers: Annotated[int | None, Opt(help="Parse processes.")] = None,
     threads: Annotated[int | None, Opt(help="Threads for blocking clients.")] = None,

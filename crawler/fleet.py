@@ -1,13 +1,14 @@
 """Beside steps 2 to 5: what the workers of a shared frontier share besides the queue.
 
 A worker's `HostSlot` still spaces and caps its own requests; its fleet variant
-(`politeness.SharedSlot`) also takes one of the host's `per_host` places in the fleet and the
-host's next start time there, so `--per-host`, `--delay`, `Crawl-delay`, `Retry-After` and
-the host's pace (`politeness`' rule, read from and told to the fleet) hold for the fleet, not
-per process. robots.txt is downloaded by one worker per host and run, the others read it
-from the fleet (and only that worker reads the sitemaps it names). The runner settles dead
-workers' files from `orphans` and sums the others' totals into stats.json. `Fleet` is that
-state; the Redis frontier keeps it.
+(`politeness.SharedSlot`) starts them only within the worker's window on the host, which one
+worker of the fleet holds at a time and which hands the host's next start time on, so
+`--per-host`, `--delay`, `Crawl-delay`, `Retry-After` and the host's pace (`politeness`'
+rule, read from and told to the fleet) hold for the fleet, not per process, at two Redis
+scripts a window. robots.txt is downloaded by one
+worker per host and run, the others read it from the fleet (and only that worker reads the
+sitemaps it names). The runner settles dead workers' files from `orphans` and sums the
+others' totals into stats.json. `Fleet` is that state; the Redis frontier keeps it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ROBOTS_WAIT_S = 0.1  # how often a worker looks for robots.txt another one is fe
 
 
 class Fleet(HostGate, Protocol):
-    """The fleet's state beside the frontier: host slots (`HostGate`), robots.txt, workers."""
+    """The fleet's state beside the frontier: host windows (`HostGate`), robots.txt, workers."""
 
     async def robots(self, origin: str) -> tuple[int, bytes] | None:
         """robots.txt of `origin` as some worker fetched it in this run, if one has."""

@@ -1,7 +1,7 @@
 """Step 4: the one per-host gate. Every request to a host, page, retry, robots.txt or
 sitemap, starts through that host's `HostSlot`; the scheduler asks the same slot whether a
-leased URL may be handed out. A fleet's slots also hold a place in the fleet's slot for the
-host (`HostGate`, kept in Redis by the shared frontier), and share the host's pace.
+leased URL may be handed out. A fleet's slots start requests only within the worker's window
+on the host (`HostGate`, kept in Redis by the shared frontier), and share the host's pace.
 
 The one rule of a host's pace (the least time between two request starts to it):
 
@@ -26,16 +26,15 @@ with what the host tells us:
 A `Retry-After` (contract section 4) pushes the host's next start out by its value, within
 `max_retry_after`, on top of the rule. The per-host concurrency (`per_host`) holds as well.
 Without `throttle` only the latency part is off: host-level signals slow a host all the same.
-In a fleet, `p` is the fleet's: a worker tells it when it moves, reads it back before a
-start, and the fleet's next start time is set by it (`SharedSlot`).
+In a fleet, `p` is the fleet's: a worker tells it when it moves and reads it back before a
+start; the worker holding the host's window spaces its starts by the rule, and hands the
+next start time on to the next holder (`SharedSlot`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -171,17 +170,23 @@ class HostSlot:
         self._semaphore.release()
 
 
+WINDOW_S = 1.0  # how long a worker of a fleet holds a host's window before giving it back
+WINDOW_MARGIN_S = 0.05  # no start this close to the window's end (Redis's clock is the judge)
+
+
 class HostGate(Protocol):
-    """The fleet's per-host state: places in flight, the next start time and the pace,
-    every worker's."""
+    """The fleet's per-host state: the host's window, which one worker at a time holds and
+    paces its requests in itself (the next start time passes from holder to holder), and the
+    host's pace, every worker's."""
 
     worker: str
 
-    async def slot(self, host: str, per_host: int, delay_s: float, token: str) -> float:
-        """Take a place for `token` and return 0, or the seconds to wait before asking again."""
+    async def take(self, host: str, window_s: float, next_in_s: float) -> float:
+        """Hold the host's window for `window_s` and return 0, or the seconds to wait before
+        asking again; `next_in_s`: when this worker's next start may be, seen from now."""
 
-    async def unslot(self, host: str, token: str) -> None:
-        """Give the place back."""
+    async def give(self, host: str, next_in_s: float) -> None:
+        """Give the window back; the next holder starts no earlier than `next_in_s` from now."""
 
     async def defer(self, host: str, seconds: float) -> None:
         """No worker starts a request to `host` within `seconds`."""
@@ -192,11 +197,14 @@ class HostGate(Protocol):
 
 
 class SharedSlot(HostSlot):
-    """A `HostSlot` that also holds a place in the fleet's slot for the host, and shares its
-    pace: a worker that learns a new pace tells the fleet, and every worker reads it back
-    at most PACE_READ_S old (the last change wins)."""
+    """A `HostSlot` that starts requests only within this worker's window on the host, and
+    shares the host's pace with the fleet.
 
-    _ids = itertools.count(1)
+    The window is taken when a request finds none held, given back once it has ended and
+    this worker's requests of it are over (they may outlive it: nobody else starts until they
+    are), so `per_host` and the spacing hold for the fleet at two Redis scripts a window. A
+    worker that learns a new pace tells the fleet, and every worker reads it back at most
+    PACE_READ_S old (the last change wins)."""
 
     def __init__(self, host: str, concurrency: int, delay: float, gate: HostGate,
                  owner: Politeness, **rule: Any) -> None:
@@ -204,9 +212,17 @@ class SharedSlot(HostSlot):
         self.host = host
         self._gate = gate
         self._owner = owner
-        self._held: list[str] = []
+        self._until = 0.0  # monotonic end of this worker's window; no start at or after it
+        self._held = False  # whether the gate knows this worker as the holder
+        self._flying = 0  # requests started in this worker's windows and not over
+        self._lock = asyncio.Lock()  # one take or give at a time, in order
+        self._drained = asyncio.Event()  # set while none of them is in flight
+        self._drained.set()
         self._told = delay
         self._read_at = 0.0
+
+    def _next_in(self) -> float:
+        return max(0.0, self._next_start - time.monotonic())
 
     async def __aenter__(self) -> HostSlot:
         if time.monotonic() - self._read_at >= PACE_READ_S:
@@ -215,25 +231,53 @@ class SharedSlot(HostSlot):
             if shared is not None:
                 self._p = self._told = shared
         await super().__aenter__()
-        token = f"{self._gate.worker}:{os.getpid()}:{next(self._ids)}"
         try:
-            while True:  # the fleet's next start time, or a free place, is a poll away
-                wait = await self._gate.slot(self.host, self.concurrency, self.spacing(),
-                                             token)
-                if wait <= 0:
-                    break
+            while time.monotonic() >= self._until:
+                async with self._lock:
+                    if time.monotonic() < self._until:
+                        break
+                    await self._drained.wait()  # the last window's requests end first
+                    wait = await self._gate.take(self.host, WINDOW_S, self._next_in())
+                    if wait <= 0:
+                        self._held = True
+                        self._until = time.monotonic() + WINDOW_S - WINDOW_MARGIN_S
+                        asyncio.get_running_loop().call_later(WINDOW_S, self._window_over)
+                        break
                 await asyncio.sleep(wait)
         except BaseException:
             await super().__aexit__()
             raise
-        self._held.append(token)
+        # spaced from when it really starts, which waiting for the window may have put off
+        self._next_start = max(self._next_start, time.monotonic() + self.spacing())
+        self._flying += 1
+        self._drained.clear()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._gate.unslot(self.host, self._held.pop())
-        finally:
-            await super().__aexit__(*exc)
+        self._flying -= 1
+        if not self._flying:
+            self._drained.set()
+            self._window_over()
+        await super().__aexit__(*exc)
+
+    def _window_over(self) -> None:
+        if self._held and not self._flying and time.monotonic() >= self._until:
+            self._owner.tell(self._give())
+
+    async def _give(self) -> None:
+        async with self._lock:
+            if self._held and not self._flying and time.monotonic() >= self._until:
+                self._held = False
+                await self._gate.give(self.host, self._next_in())
+
+    async def close(self) -> None:
+        """Give a window still held back: a worker that stops (--max-pages, SIGTERM) does
+        not keep the others off the host until the window expires."""
+        async with self._lock:
+            if self._held:
+                self._held = False
+                self._until = 0.0
+                await self._gate.give(self.host, self._next_in())
 
     def defer(self, seconds: float) -> None:
         super().defer(seconds)
@@ -292,6 +336,11 @@ class Politeness:
             log.warning("could not share a host's pace with the fleet: %s", task.exception())
 
     async def aclose(self) -> None:
-        """Wait for the deferrals and paces still on their way to the fleet."""
+        """Wait for the deferrals and paces still on their way to the fleet; give the
+        fleet's windows this worker holds back."""
         while self._telling:
             await asyncio.gather(*self._telling, return_exceptions=True)
+        shared = [slot.close() for slot in self._slots.values() if isinstance(slot, SharedSlot)]
+        for result in await asyncio.gather(*shared, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.warning("could not give a host's window back to the fleet: %s", result)

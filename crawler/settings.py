@@ -229,8 +229,14 @@ def _check_relations(s: Settings) -> None:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"{key}: {pattern!r} is not a valid regex: {exc}") from None
-    if s.frontier and not s.frontier.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"frontier: expected empty or a redis:// URL, got {s.frontier!r}")
+    if s.frontier and not s.frontier.startswith(("redis://", "rediss://", "unix://",
+                                                 "redis-cluster://")):
+        raise ConfigError("frontier: expected empty, a redis:// URL or redis-cluster://HOST:PORT"
+                          f"[,HOST:PORT...], got {s.frontier!r}")
+    if s.frontier.startswith("redis-cluster://") and not re.fullmatch(
+            r"redis-cluster://[^,/:]+:\d+(,[^,/:]+:\d+)*/?", s.frontier):
+        raise ConfigError("frontier: a Redis Cluster is named redis-cluster://HOST:PORT"
+                          f"[,HOST:PORT...], got {s.frontier!r}")
     if s.worker and not re.fullmatch(r"[\w.\-]+", s.worker):
         raise ConfigError(f"worker: {s.worker!r} is not a usable file-name part "
                           "(letters, digits, '.', '-' and '_')")

@@ -146,10 +146,13 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
             assert row["peak_rss_mb"] > 0 and row["pages_per_s"] > 0, (profile, name)
         assert one["medians"]["ceiling"]["x_ceiling"] == 1.0
         assert one["medians"]["crawler"]["loop_lag_p99_ms"] is not None
+        for fleet in ("crawler-redis", "crawler-cluster"):  # Redis CPU per page, measured
+            assert one["medians"][fleet]["redis_ms_per_page"] > 0, (profile, fleet)
         assert {t["target"] for t in one["targets"]} >= {"loop lag p99 (ms)"}
         assert f"site {profile!r}" in done.stdout
     assert data["sites"]["links"]["links_per_page"] > data["sites"]["mixed"]["links_per_page"]
     for name in names:
         assert CONTENDERS[name].label in done.stdout
+    assert "Redis CPU" in done.stdout
     assert data["frontier"]["discovered"] >= 3000
     assert data["machine"]["cores"] >= 1

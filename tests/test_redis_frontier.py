@@ -185,18 +185,25 @@ async def test_recrawl_on_a_new_run_queues_due_urls_with_their_validators(make: 
     assert await again.pending() == 1, "queued once, though also given as a seed"
 
 
-async def test_fleet_slot_caps_in_flight_requests_and_spaces_starts(make: Make) -> None:
-    a = make(worker="a")
+async def test_fleet_window_is_held_by_one_worker_and_passes_the_next_start_on(
+        make: Make) -> None:
+    a, b = make(worker="a"), make(worker="b")
     await _open(a)
-    assert await a.slot("h", 1, 0.0, "t1") == 0
-    assert await a.slot("h", 1, 0.0, "t2") > 0, "per_host 1: the second request waits"
-    await a.unslot("h", "t1")
-    assert await a.slot("h", 1, 0.5, "t2") == 0
-    await a.unslot("h", "t2")
-    wait = await a.slot("h", 1, 0.5, "t3")
-    assert 0 < wait <= 0.5, "the next start is a delay after the last one"
-    await a.defer("h", 5)
-    assert await a.slot("h", 1, 0.0, "t3") > 1, "Retry-After holds for every worker"
+    await _open(b)
+    assert await a.take("h", 5.0, 0.0) == 0, "a holds the window"
+    assert await a.take("h", 5.0, 0.0) == 0, "and may take it again"
+    assert await b.take("h", 5.0, 0.0) > 0, "b waits while a holds it"
+    assert await a.take("h", 5.0, 0.0) > 0, "a yields to the waiting b"
+    assert await b.take("h", 5.0, 0.0) == 0
+    await b.give("h", 0.5)
+    wait = await a.take("h", 5.0, 0.0)
+    assert 0 < wait <= 0.5, "the next holder starts a delay after b's last start"
+    await asyncio.sleep(wait)
+    assert await a.take("h", 5.0, 0.0) == 0
+    await a.give("h", 0.0)
+    await b.defer("h", 5)
+    assert await a.take("h", 5.0, 0.0) > 1, "Retry-After holds for every worker"
+    assert await a.take("other", 5.0, 0.0) == 0, "other hosts keep their pace"
 
 
 async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Make) -> None:
@@ -231,12 +238,27 @@ async def test_the_fleet_shares_a_hosts_pace_and_its_doubling(
         slot.answered(f"http://h/{i}", status, 0.01)
     assert slot.spacing() == 4.0
     await mine.aclose()  # every pace and deferral has reached Redis
-    assert await a.slot("h", 1, 0.0, "other-worker") > 3, "the doubling holds fleet-wide"
-    await a._command("HDEL", a.prefix + "next", "h")  # only the pace is under test
+    await _open(b)
+    assert await b.take("h", 1.0, 0.0) > 3, "the doubling holds fleet-wide"
+    await a._command("HDEL", a.shard("h") + "gate", "n")  # only the pace is under test
     other = theirs.slot("h")
     assert other.spacing() == 0.0, "nothing learnt yet"
     async with other:
         pass
     assert other.spacing() == 4.0, "the fleet's pace, read back"
-    assert await b.slot("h", 1, 0.0, "third") > 3, "and the start it made is spaced by it"
-    await theirs.aclose()
+    await theirs.aclose()  # b gives its window back, its next start at the pace from now
+    third = make(worker="c", **overrides)
+    await _open(third)
+    assert await third.take("h", 1.0, 0.0) > 3, "and the start b made is spaced by it"
+
+
+async def test_a_stopping_worker_gives_its_windows_back(make: Make,
+                                                        redis_server: RedisServer) -> None:
+    a, b = make(worker="a"), make(worker="b")
+    await _open(a)
+    await _open(b)
+    politeness = Politeness(load(None, {"frontier": redis_server.url}), a)
+    async with politeness.slot("h"):
+        assert await b.take("h", 1.0, 0.0) > 0, "a holds the window while it fetches"
+    await politeness.aclose()
+    assert await b.take("h", 1.0, 0.0) == 0, "given back at a's close, not at its expiry"

@@ -260,3 +260,9 @@ def test_duration_properties_are_seconds() -> None:
     s = load(None, {"max_runtime": "45m", "recrawl_after": "2d"})
     assert s.max_runtime_s == 2700.0
     assert s.recrawl_after_s == 172800.0
+
+
+def test_a_redis_cluster_frontier_names_host_port_pairs() -> None:
+    assert load(None, {"frontier": "redis-cluster://10.0.0.1:7000,10.0.0.2:7001"}).frontier
+    assert _error(frontier="redis-cluster://10.0.0.1").startswith("frontier")
+    assert _error(frontier="redis-cluster://").startswith("frontier")

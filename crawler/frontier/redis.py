@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,15 +20,18 @@ import re
 import secrets
 import socket
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -42,8 +46,12 @@ from .sqlite import run_id_for
 
 log = logging.getLogger(__name__)
 
-SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "ack", "slot",
+SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "ack", "gate",
            "defer", "claim", "finish")
+CLUSTER_SCHEME = "redis-cluster://"
+LEASE_BATCH = 32  # URLs a lease script takes at least; the ones not asked for wait as spares
+SPARE_WAIT_S = 0.25  # with spares left, the least time between two lease scripts
+KNOWN_MAX = 1_000_000  # link hashes a worker remembers as known to the job before forgetting
 SWEEP_STEP = 500  # history entries per recrawl-sweep step: Redis is never blocked for long
 MAX_SLOTS = 1000  # automatic worker names per machine
 
@@ -64,6 +72,45 @@ def _by_referrer(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     return groups
 
 
+def link_key(url: str) -> str:
+    """The URL's dedup key in the job's seen set: 64 bits of its sha1, in hex (the Lua
+    prelude's `seen_slot` splits them into a bucket and a field)."""
+    return hashlib.sha1(url.encode()).hexdigest()[:16]
+
+
+def connect(url: str) -> Any:
+    """A client for `redis://` (one server) or `redis-cluster://HOST:PORT[,HOST:PORT...]`
+    (any nodes of a Redis Cluster; redis-py finds the rest and follows MOVED and ASK)."""
+    if url.startswith(CLUSTER_SCHEME):
+        nodes = []
+        for part in url.removeprefix(CLUSTER_SCHEME).split("/")[0].split(","):
+            host, _, port = part.strip().rpartition(":")
+            nodes.append(ClusterNode(host.strip("[]") or "127.0.0.1", int(port or 6379)))
+        return RedisCluster(startup_nodes=nodes, socket_timeout=5, socket_connect_timeout=5,
+                            retry=Retry(NoBackoff(), 1), health_check_interval=0)
+    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5,
+                                   retry=Retry(NoBackoff(), 0), health_check_interval=0)
+
+
+def _admitted_by_referrer(candidates: Sequence[Candidate],
+                          admitted: Sequence[bool]) -> list[tuple[str, list[Any]]]:
+    """Those candidates `prepare` admitted, as (referrer, ack entries), in runs of one
+    referrer."""
+    chosen = [c for c, ok in zip(candidates, admitted, strict=True) if ok]
+    return [(group[0].referrer, [[c.url, c.depth, host_of(c.url), link_key(c.url)]
+                                 for c in group])
+            for group in _by_referrer(chosen)]
+
+
+def _torn_connection(exc: AttributeError) -> bool:
+    """redis-py's asyncio cluster client, when a node goes away, closes connections another
+    task is still writing to, which then fails inside redis-py on a `None` writer or reader:
+    the node is unreachable, as a ConnectionError would say."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename \
+        and "'NoneType' object" in str(exc)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -73,12 +120,11 @@ class RedisFrontier:
 
     def __init__(self, settings: Settings, job: str) -> None:
         self.url = settings.frontier
+        self.job = job
         self.prefix = f"crawl:{{{job}}}:"
         self._s = settings
         self._lease_ms = round(settings.lease_timeout * 1000)
-        self._client = aioredis.Redis.from_url(
-            settings.frontier, socket_timeout=5, socket_connect_timeout=5,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        self._client = connect(settings.frontier)
         lua = resources.files(__package__).joinpath("lua")
         prelude = lua.joinpath("common.lua").read_text()
         self._scripts: dict[str, AsyncScript] = {
@@ -91,16 +137,32 @@ class RedisFrontier:
         self._run_no = 0
         self._seq = 0
         self._tokens: dict[str, str] = {}  # url -> lease token, from lease to ack or release
+        self._known: set[str] = set()  # link keys the job has seen: never sent again
+        self._spare: list[Request] = []  # leased by this worker, not yet handed out
+        self._leased_at = 0.0  # monotonic time of the last lease script
+        self._reaped_at = 0.0  # ... of the last one that ran (and so reaped expired leases)
+        self._dry: tuple[frozenset[str], float] | None = None  # skip hosts, time: it was empty
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _call(self, name: str, *args: Any) -> Any:
-        """Run one script (see `_patiently`)."""
+        """Run one script on the job's keys (see `_patiently`)."""
         script = self._scripts[name]
         return await self._patiently(script, keys=[self.prefix + "run"],
                                      args=[self.prefix, *args])
+
+    def shard(self, host: str) -> str:
+        """The prefix of the keys about one host alone (its window, its robots.txt): a hash
+        slot of its own, so that a cluster spreads the hosts over its masters."""
+        return f"crawl:{{{self.job}:{host}}}:"
+
+    async def _on_host(self, name: str, host: str, *args: Any) -> Any:
+        """Run one script on the keys of `host` (see `_patiently`)."""
+        prefix = self.shard(host)
+        return await self._patiently(self._scripts[name], keys=[prefix + "gate"],
+                                     args=[prefix, *args])
 
     async def _command(self, *args: Any) -> Any:
         """Run one plain command (see `_patiently`)."""
@@ -108,7 +170,8 @@ class RedisFrontier:
 
     async def _patiently(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                          **kwargs: Any) -> Any:
-        """While Redis is unreachable, retry with back-off, up to `lease_timeout` seconds."""
+        """While Redis is unreachable (or the cluster down), retry with back-off, up to
+        `lease_timeout` seconds."""
         if self._down is not None:
             raise self._down
         deadline: float | None = None
@@ -116,7 +179,12 @@ class RedisFrontier:
         while True:
             try:
                 return await fn(*args, **kwargs)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
+                    SlotNotCoveredError, TryAgainError, AttributeError) as exc:
+                if isinstance(exc, AttributeError) and not _torn_connection(exc):
+                    raise
+                # a cluster whose master is restarting is down (or its slots uncovered) for
+                # a while, as a server restarting is unreachable; TRYAGAIN: a slot in motion
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._s.lease_timeout
@@ -200,7 +268,36 @@ class RedisFrontier:
                 Journal(files=files, totals=totals))
 
     async def lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
-        rows = await self._call("lease", self.worker, n, self._lease_ms, self._s.per_host * 2,
+        """Up to `n` URLs: first this worker's spares, then a lease script for at least
+        LEASE_BATCH (one script a handful of pages, not one a page); the URLs left over are
+        spares, renewed with the others and released at `close`."""
+        skip = set(skip_hosts)
+        out = [r for r in self._spare if host_of(r.url) not in skip][:n]
+        taken = {id(r) for r in out}
+        self._spare = [r for r in self._spare if id(r) not in taken]
+        # with spares of skipped hosts only, a script now would mostly come back empty
+        due = not self._spare or time.monotonic() - self._leased_at >= SPARE_WAIT_S
+        if len(out) < n and len(self._spare) < LEASE_BATCH and due:
+            self._leased_at = time.monotonic()
+            more = await self._lease(max(n - len(out), LEASE_BATCH), skip)
+            self._spare += more[n - len(out):]
+            out += more[:n - len(out)]
+        return out
+
+    async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
+        # nothing queued anywhere: a plain ZCARD says so for a fraction of a script's cost,
+        # and the script (which also reaps dead workers' leases) runs a few times a lease
+        now = time.monotonic()
+        reap_due = now - self._reaped_at >= self._s.lease_timeout / 4
+        if not reap_due:
+            dry = self._dry
+            if dry is not None and set(skip_hosts) >= dry[0] and now - dry[1] < SPARE_WAIT_S:
+                return []  # the hosts that had URLs are still skipped: so soon, still dry
+            if not await self._command("ZCARD", self.prefix + "ready"):
+                return []
+        self._reaped_at = now
+        cap = max(self._s.per_host * 2, LEASE_BATCH)  # a host's URLs a script takes at most
+        rows = await self._call("lease", self.worker, n, self._lease_ms, cap,
                                 round(self._s.delay * 1000), *skip_hosts)
         requests = []
         for url_b, depth, referrer, token, hist in rows:
@@ -211,11 +308,14 @@ class RedisFrontier:
             requests.append(Request(url, int(depth), _text(referrer) or None, etag=h[5],
                                     last_modified=h[6], last_status=h[4], sha256=h[7],
                                     simhash=h[8], title=h[9]))
+        self._dry = None if requests else (frozenset(skip_hosts), now)
         return requests
 
     async def release(self, urls: Sequence[str]) -> None:
+        """Back to the front of their queues; the spares go back too, behind them."""
+        spares, self._spare = [r.url for r in reversed(self._spare)], []
         args: list[str] = []
-        for url in urls:
+        for url in [*spares, *urls]:
             token = self._tokens.pop(url, None)
             if token is not None:
                 args += [url, token]
@@ -225,15 +325,27 @@ class RedisFrontier:
     async def prepare(self, outcomes: Sequence[Outcome],
                       extra: Sequence[Candidate] = ()) -> Prepared:
         groups = _by_referrer(extra)
-        batch = [{"u": None, "t": "", "s": None, "c": [c.url for c in group]}
-                 for group in groups]
+        keys = [[link_key(c.url) for c in group] for group in groups]
+        keys += [[link_key(c.url) for c in o.candidates] for o in outcomes]
+        # links this worker already knows the job has seen are not sent: a page's navigation
+        # bar costs Redis nothing after the first pages
+        was_known = [[k in self._known for k in ks] for ks in keys]
+        unknown = [[k for k, old in zip(ks, olds, strict=True) if not old]
+                   for ks, olds in zip(keys, was_known, strict=True)]
+        batch = [{"u": None, "t": "", "s": None, "c": ks} for ks in unknown[:len(groups)]]
         batch += [{"u": o.request.url, "t": self._tokens.get(o.request.url, ""),
                    "s": o.simhash if o.state == "done" and o.status != 304 else None,
-                   "c": [c.url for c in o.candidates]} for o in outcomes]
+                   "c": ks} for o, ks in zip(outcomes, unknown[len(groups):], strict=True)]
         answer = json.loads(await self._call("prepare", self._lease_ms,
                                               self._s.near_duplicate_distance, json.dumps(batch)))
-        found = [Admission([bool(x) for x in (a["a"] if isinstance(a["a"], list) else [])],
-                           a["n"]) for a in answer]
+        found = []
+        for ks, olds, a in zip(keys, was_known, answer, strict=True):
+            flags = iter(a["a"] if isinstance(a["a"], list) else [])
+            admitted = [not old and bool(next(flags, 0)) for old in olds]
+            self._known.update(k for k, ok in zip(ks, admitted, strict=True) if not ok)
+            found.append(Admission(admitted, a["n"]))
+        if len(self._known) > KNOWN_MAX:
+            self._known.clear()
         lost = [o.request.url for o, a in zip(outcomes, answer[len(groups):], strict=True)
                 if not a["ok"]]
         if lost:
@@ -248,16 +360,17 @@ class RedisFrontier:
     async def commit(self, batch: Prepared, journal: Journal) -> None:
         outcomes: list[dict[str, Any]] = [
             {"u": None, "t": "", "st": "admit", "f": None, "s": None, "e": None, "m": None,
-             "h": None, "x": None, "ti": None, "r": group[0].referrer,
-             "c": [[c.url, c.depth, host_of(c.url)] for c in group]}
-            for group in _by_referrer(batch.extra)]
-        for o in batch.outcomes:
+             "h": None, "x": None, "ti": None, "r": referrer, "c": group}
+            for referrer, group in _admitted_by_referrer(batch.extra, batch.admitted)]
+        for o, admission in zip(batch.outcomes, batch.admissions, strict=True):
             url = o.request.url
             outcomes.append({
                 "u": url, "t": self._tokens.get(url, ""), "st": o.state,
                 "f": o.fetched_at, "s": o.status, "e": o.etag, "m": o.last_modified,
                 "h": o.sha256, "x": o.simhash, "ti": o.title,
-                "r": url, "c": [[c.url, c.depth, host_of(c.url)] for c in o.candidates]})
+                "r": url, "c": [[c.url, c.depth, host_of(c.url), link_key(c.url)]
+                                for c, ok in zip(o.candidates, admission.admitted, strict=True)
+                                if ok]})
         files: list[Any] = []
         for kind, (base, data) in journal.files.items():
             files += [kind, base, data]
@@ -272,6 +385,8 @@ class RedisFrontier:
                 f"written. Raise lease_timeout ({self._s.lease_timeout:g} s).")
         for o in batch.outcomes:
             self._tokens.pop(o.request.url, None)
+        for entry in outcomes:
+            self._known.update(link_key(c[0]) for c in entry["c"])
 
     async def pending(self) -> int:
         return int(await self._command("GET", self.prefix + "pending") or 0)
@@ -280,6 +395,9 @@ class RedisFrontier:
         await self._call("finish", self._run_id, stop_reason, finished_at or "")
 
     async def close(self) -> None:
+        if self._spare and self._down is None:
+            with contextlib.suppress(Exception):
+                await self.release([])
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(BaseException):
@@ -351,19 +469,22 @@ class RedisFrontier:
                 log.warning("%d lease(s) expired before renewal (e.g. %s)", len(lost),
                             _text(lost[0]))
 
-    async def slot(self, host: str, per_host: int, delay_s: float, token: str) -> float:
-        """Seconds to wait before a request to `host` may start, 0 when it starts now."""
-        hold = round((self._s.timeout + self._s.lease_timeout) * 1000)
-        wait_ms = await self._call("slot", host, per_host, round(delay_s * 1000), token, hold)
+    async def take(self, host: str, window_s: float, next_in_s: float) -> float:
+        """Hold the host's window (`politeness.SharedSlot`): 0, or the seconds to wait."""
+        wait_ms = await self._on_host("gate", host, self._holder, "take", round(window_s * 1000),
+                                      self._grace_ms(), round(next_in_s * 1000))
         return float(wait_ms) / 1000
 
-    async def unslot(self, host: str, token: str) -> None:
-        """Free a request's place; best effort, since a lost place frees itself."""
-        with contextlib.suppress(Exception):
-            await self._client.zrem(self.prefix + "busy:" + host, token)
+    async def give(self, host: str, next_in_s: float) -> None:
+        await self._on_host("gate", host, self._holder, "give", 0, 0, round(next_in_s * 1000))
+
+    def _grace_ms(self) -> int:
+        """How long past its window a holder that never gave it back (it died) keeps it:
+        its last requests may still be running until their timeout."""
+        return round((self._s.timeout + 1) * 1000)
 
     async def defer(self, host: str, seconds: float) -> None:
-        await self._call("defer", host, round(seconds * 1000))
+        await self._on_host("defer", host, round(seconds * 1000))
 
     async def pace(self, host: str, seconds: float | None = None) -> float | None:
         """The host's pace as some worker last set it (`politeness.SharedSlot`), in ms in
@@ -390,32 +511,31 @@ class RedisFrontier:
         await self._command("HSET", self._robots_key(origin), "status", status, "body", body)
 
     def _robots_key(self, origin: str) -> str:
-        return f"{self.prefix}robots:{self._run_no}:{origin}"
+        return f"{self.shard(host_of(origin + '/'))}robots:{self._run_no}:{origin}"
+
+    async def _job_keys(self) -> list[Any]:
+        """Every key of the job: its own slot's and its hosts' (on every master of a cluster)."""
+        keys = []
+        for pattern in (self.prefix + "*", f"crawl:{{{self.job}:*"):
+            keys += [k async for k in self._client.scan_iter(match=pattern, count=1000)]
+        return keys
 
     async def reset(self) -> None:
         """Drop every key of the job (`--fresh`, or `crawl-reset`)."""
-        cursor = 0
-        while True:
-            cursor, keys = await self._client.scan(cursor, match=self.prefix + "*", count=1000)
-            if keys:
-                await self._client.unlink(*keys)
-            if cursor == 0:
-                return
+        keys = await self._job_keys()
+        for i in range(0, len(keys), 1000):
+            await self._client.unlink(*keys[i:i + 1000])
 
     async def memory(self) -> dict[str, int]:
         """Bytes Redis uses for the dedup buckets, the history and everything of the job."""
         sizes = {"seen": 0, "hist": 0, "all": 0, "urls": 0}
-        cursor = 0
-        while True:
-            cursor, keys = await self._client.scan(cursor, match=self.prefix + "*", count=1000)
-            for key in keys:
-                used = int(await self._client.memory_usage(key, samples=0) or 0)
-                sizes["all"] += used
-                name = _text(key).removeprefix(self.prefix)
-                if name.startswith("seen:"):
-                    sizes["seen"] += used
-                    sizes["urls"] += int(await self._client.hlen(key))
-                elif name == "hist":
-                    sizes["hist"] += used
-            if cursor == 0:
-                return sizes
+        for key in await self._job_keys():
+            used = int(await self._client.memory_usage(key, samples=0) or 0)
+            sizes["all"] += used
+            name = _text(key).removeprefix(self.prefix)
+            if name.startswith("seen:"):
+                sizes["seen"] += used
+                sizes["urls"] += int(await self._client.hlen(key))
+            elif name == "hist":
+                sizes["hist"] += used
+        return sizes

@@ -3,7 +3,7 @@
 -- ARGV: P, worker, seq, run_id, machine, budget, outcomes JSON, totals JSON, then kind, base,
 -- data triples. An outcome is {u = url | null, t = token, st = state, f = fetched_at,
 -- s = status, e = etag, m = last_modified, h = sha256, x = simhash, ti = title,
--- c = [[url, depth, host]], r = the links' referrer}. Returns {"ok"}, {"again"} for a
+-- c = [[url, depth, host, link key]], r = the links' referrer}. Returns {"ok"}, {"again"} for a
 -- batch already applied (a retry after a lost reply), or {"lost", urls...} when some lease
 -- is no longer ours, in which case nothing at all was written.
 local worker, seq, budget = ARGV[2], ARGV[3], tonumber(ARGV[6])
@@ -31,13 +31,16 @@ local function null(v)
   if v == nil then return cjson.null end
   return v
 end
+local change = 0  -- to P.."pending": links queued less URLs done
 for i, o in ipairs(outcomes) do
   for _, c in ipairs(o.c) do
-    enqueue(c[1], c[2], o.r, c[3], budget)
+    change = change + enqueue(c[1], c[2], o.r, c[3], budget, c[4])
   end
   if o.u ~= cjson.null then
     local l = leases[i]
-    local old = redis.call('HGET', P .. 'hist', o.u)
+    local full = o.st == 'done' and o.s ~= 304 and o.f ~= cjson.null
+    -- a full fetch replaces every field: the old entry is read only to keep some of it
+    local old = not full and redis.call('HGET', P .. 'hist', o.u)
     local h = old and cjson.decode(old) or {l[2], l[3], l[4], cjson.null}
     h[1], h[2], h[3] = l[2], l[3], l[4]
     if o.f ~= cjson.null then h[4] = o.f end
@@ -56,8 +59,11 @@ for i, o in ipairs(outcomes) do
     redis.call('HSET', P .. 'hist', o.u, cjson.encode(h))
     redis.call('HDEL', P .. 'lease', o.u)
     redis.call('ZREM', P .. 'deadline', o.u)
-    redis.call('DECR', P .. 'pending')
+    change = change - 1
   end
+end
+if change ~= 0 then
+  redis.call('INCRBY', P .. 'pending', change)
 end
 redis.call('DEL', journal)
 redis.call('HSET', journal, 'seq', seq, 'run', ARGV[4], 'machine', ARGV[5], 'totals', ARGV[8])

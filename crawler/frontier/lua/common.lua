@@ -1,6 +1,6 @@
 -- Prelude of every script: the key layout and the helpers the transitions share.
--- Every key starts with P = ARGV[1] = "crawl:{JOB}:"; the hash tag {JOB} puts all of a job's
--- keys in one Redis Cluster slot, so that each script is one atomic step on one node.
+-- P = ARGV[1]. The job's frontier keys start with P = "crawl:{JOB}:"; the hash tag {JOB} puts
+-- them in one Redis Cluster slot, so that each script is one atomic step on one node.
 --   P.."run"          hash    id, started_at, no (run number), sweep (recrawl cursor),
 --                             finished_at, stop_reason
 --   P.."seen:"..B     hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
@@ -19,8 +19,10 @@
 --   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
 --   P.."journals"     set     workers with a journal
 --   P.."worker:"..W   string  who holds worker name W now (expires unless renewed)
---   P.."next"         hash    host -> earliest next request start (ms), for the whole fleet
---   P.."busy:"..HOST  zset    tokens of requests in flight to the host -> hold deadline
+-- The keys about one host alone have a prefix of their own, "crawl:{JOB:HOST}:", a hash slot
+-- per host, so that a cluster spreads them over its masters:
+--   "gate"            hash    the host's politeness window (see gate.lua)
+--   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R
 local P = ARGV[1]
 local NEAR_CAP = 64  -- fingerprints per near-duplicate bucket: neardup.BUCKET_CAP
 
@@ -48,18 +50,26 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local RUN = nil  -- the run number, read once a script (open.lua reads it before it moves on)
 local function run_no()
-  return tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
+  if not RUN then
+    RUN = tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
+  end
+  return RUN
 end
 
--- The URL's dedup key and field: 64 bits of sha1 as a 2-byte bucket and a 6-byte field.
-local function seen_slot(url)
-  local h = redis.sha1hex(url)
+-- A dedup key (64 bits of the URL's sha1 in hex, as the client's `link_key` makes it) as a
+-- 2-byte bucket and a 6-byte field.
+local function seen_of(h)
   local field = ''
   for i = 5, 15, 2 do
     field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
   end
   return P .. 'seen:' .. string.sub(h, 1, 4), field
+end
+
+local function seen_slot(url)
+  return seen_of(string.sub(redis.sha1hex(url), 1, 16))
 end
 
 -- Put a URL on its host's queue (at the front for a URL coming back) and list the host.
@@ -70,14 +80,18 @@ local function push(url, depth, referrer, host, front)
   else
     redis.call('RPUSH', P .. 'q:' .. host, entry)
   end
-  if not redis.call('ZSCORE', P .. 'ready', host) then
-    redis.call('ZADD', P .. 'ready', 0, host)
-  end
+  redis.call('ZADD', P .. 'ready', 'NX', 0, host)
 end
 
 -- Admit a URL once per job: 1 when queued now, 0 when seen before or over the host budget.
-local function enqueue(url, depth, referrer, host, budget)
-  local key, field = seen_slot(url)
+-- The caller adds the queued ones to P.."pending", once a script.
+local function enqueue(url, depth, referrer, host, budget, hkey)
+  local key, field
+  if hkey then
+    key, field = seen_of(hkey)
+  else
+    key, field = seen_slot(url)
+  end
   if redis.call('HEXISTS', key, field) == 1 then
     return 0
   end
@@ -91,7 +105,6 @@ local function enqueue(url, depth, referrer, host, budget)
   redis.call('HSET', key, field, run)
   redis.call('HINCRBY', P .. 'perhost:' .. run, host, 1)
   push(url, depth, referrer, host, false)
-  redis.call('INCR', P .. 'pending')
   return 1
 end
 

@@ -7,4 +7,7 @@ for i = 3, #ARGV, 4 do
   if referrer == '' then referrer = cjson.null end
   added = added + enqueue(ARGV[i], tonumber(ARGV[i + 1]), referrer, ARGV[i + 3], budget)
 end
+if added > 0 then
+  redis.call('INCRBY', P .. 'pending', added)
+end
 return added

@@ -10,6 +10,8 @@ if delay > 0 then cap = 1 end
 local skip = {}
 for i = 7, #ARGV do skip[ARGV[i]] = true end
 local out = {}
+-- this call's tokens are numbered from one INCRBY, reserved for at most n of them
+local serial = redis.call('INCRBY', P .. 'tokens', n) - n
 local hosts = redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', now, 'LIMIT', 0, n + #ARGV)
 for _, host in ipairs(hosts) do
   if #out >= n then break end
@@ -20,7 +22,8 @@ for _, host in ipairs(hosts) do
       local raw = redis.call('LPOP', queue)
       if not raw then break end
       local e = cjson.decode(raw)
-      local token = worker .. ':' .. redis.call('INCR', P .. 'tokens')
+      serial = serial + 1
+      local token = worker .. ':' .. serial
       redis.call('HSET', P .. 'lease', e[1], cjson.encode({token, e[2], e[3], host}))
       redis.call('ZADD', P .. 'deadline', now + lease_ms, e[1])
       local hist = redis.call('HGET', P .. 'hist', e[1])

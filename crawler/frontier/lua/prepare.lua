@@ -1,7 +1,7 @@
 -- Before a batch's records are written: are its leases still ours (each then extended by a
 -- lease), which of its links are new, and which page is a near duplicate of an earlier one.
 -- ARGV: P, lease_ms, distance, JSON [{u = url | null, t = token, s = simhash | null,
--- c = [link urls]}]. Returns JSON [{ok, n = near duplicate url | null, a = [0 | 1]}].
+-- c = [link keys (link_key)]}]. Returns JSON [{ok, n = near duplicate url | null, a = [0 | 1]}].
 -- Nothing is written but deadlines: the batch becomes real in ack.lua.
 local now = now_ms()
 local lease_ms, maxd = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -80,10 +80,10 @@ for _, o in ipairs(batch) do
       r.n = near(o.u, o.s)
     end
   end
-  for i, url in ipairs(o.c) do
-    local key, field = seen_slot(url)
-    if r.ok and not fresh[url] and redis.call('HEXISTS', key, field) == 0 then
-      fresh[url] = true
+  for i, h in ipairs(o.c) do
+    local key, field = seen_of(h)
+    if r.ok and not fresh[h] and redis.call('HEXISTS', key, field) == 0 then
+      fresh[h] = true
       r.a[i] = 1
     else
       r.a[i] = 0

@@ -1,0 +1,301 @@
+"""A fleet on a real three-master Redis Cluster: three `crawl` workers over three hosts, one
+killed with SIGKILL, the site's own log the judge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from redis.cluster import RedisCluster as ClusterClient
+
+from tests.conftest import (
+    RedisCluster,
+    assert_no_traceback,
+    complete_records,
+    config_file,
+    fast,
+    load_run,
+    reap,
+    seeds_file,
+    start_crawl,
+    wait_until,
+)
+
+HOSTNAMES = (sys.executable, "-m", "tests.hostnames")
+PAGES = 24  # per host
+PER_HOST = 2
+
+
+def _hosts(cluster: RedisCluster, job: str) -> list[str]:
+    """Three `.test` host names whose keys land on three different masters."""
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        chosen: dict[int, str] = {}
+        for i in range(200):
+            name = f"h{i}.test"
+            port = client.get_node_from_key(f"crawl:{{{job}:{name}}}:gate").port
+            chosen.setdefault(port, name)
+            if len(chosen) == RedisCluster.MASTERS:
+                return sorted(chosen.values())
+    finally:
+        client.close()
+    raise AssertionError("no three host names over three masters")
+
+
+@pytest.fixture
+async def multi_site(aiohttp_server: Any) -> Any:
+    """PAGES linked pages on every host name; each request logged as (host, path), and the
+    most requests each host ever had in flight at once."""
+    hits: list[tuple[str, str]] = []
+    flying: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+
+    async def page(request: web.Request) -> web.Response:
+        host = request.host.partition(":")[0]
+        hits.append((host, request.path))
+        if request.path == "/robots.txt":
+            raise web.HTTPNotFound()
+        flying[host] += 1
+        most[host] = max(most[host], flying[host])
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            flying[host] -= 1
+        n = int(request.match_info["n"])
+        links = "".join(f'<a href="/p/{k}">{k}</a>' for k in (2 * n + 1, 2 * n + 2)
+                        if k < PAGES)
+        return web.Response(text=f"<html><title>{n}</title>{links}</html>",
+                            content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/p/{n:\\d+}", page)
+    app.router.add_get("/robots.txt", page)
+    server = await aiohttp_server(app, host="127.0.0.1", shutdown_timeout=0.5)
+    return server.port, hits, most
+
+
+@pytest.mark.slow
+async def test_three_workers_on_a_cluster_one_killed_lose_nothing(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    job = "cluster-fleet"
+    port, hits, most = multi_site
+    hosts = _hosts(redis_cluster, job)
+    out = tmp_path / "out"
+    config = config_file(tmp_path, "lease_timeout = 2.0\n")
+    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
+            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
+            "--job", job, "--frontier", redis_cluster.url, "--config", config]
+    crawls = {name: await start_crawl(*args, "--worker", name, command=HOSTNAMES)
+              for name in ("w1", "w2", "w3")}
+    runs = out / job / "runs"
+    orphans: list[int] = []
+    try:
+        await wait_until(lambda: len(complete_records(runs.glob("*/pages-w2.jsonl"))) >= 3,
+                         60, "w2's first pages")
+        orphans = crawls["w2"].descendants()
+        crawls["w2"].signal(signal.SIGKILL)
+        assert (await crawls["w2"].wait(30)).returncode == -signal.SIGKILL
+        recorded = {r["url"] for kind in ("pages", "errors")
+                    for r in complete_records(runs.glob(f"*/{kind}-w2.jsonl"))}
+        mark = len(hits)
+        for name in ("w1", "w3"):
+            result = await crawls[name].wait(180)
+            assert result.returncode == 0, f"{name}: {result}"
+            assert_no_traceback(result)
+    finally:
+        reap(orphans)
+        for crawl in crawls.values():
+            with contextlib.suppress(ProcessLookupError):
+                crawl.proc.kill()
+    run = load_run(out, job)
+    urls = Counter(str(p["url"]) for p in run.pages)
+    expected = {f"http://{h}:{port}/p/{n}" for h in hosts for n in range(PAGES)}
+    assert set(urls) == expected, "every page of every host"
+    assert max(urls.values()) == 1, "one record per URL"
+    assert not run.errors
+    fetched = Counter(f"http://{h}:{port}{p}" for h, p in hits if p != "/robots.txt")
+    again = {u for u, n in fetched.items() if n > 1}
+    assert not again & recorded, "a URL with a record was fetched again"
+    assert again <= {f"http://{h}:{port}{p}" for h, p in hits[:mark]}
+    assert [p for _, p in hits].count("/robots.txt") == len(hosts), "robots.txt once a host"
+    assert max(most.values()) <= PER_HOST, f"per_host held for the fleet: {dict(most)}"
+    assert run.stats.get("finished_at"), "the run finished by itself"
+    # the job's keys and its hosts' keys sit on every master
+    client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    try:
+        owners = set()
+        for node in client.get_primaries():
+            keys = client.scan_iter(match=f"crawl:{{{job}*", target_nodes=node)
+            if any(True for _ in keys):
+                owners.add(node.port)
+        assert len(owners) == RedisCluster.MASTERS
+    finally:
+        client.close()
+
+
+def _owner(cluster: RedisCluster, key: str) -> int:
+    """The port of the master that serves `key`'s slot."""
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        return int(client.get_node_from_key(key).port)
+    finally:
+        client.close()
+
+
+async def _crawl_two(tmp_path: Path, cluster: RedisCluster, job: str, port: int,
+                     hosts: list[str], during: Any) -> Path:
+    """Two workers over `hosts`; `during()` runs once both have pages; both must finish."""
+    out = tmp_path / "out"
+    config = config_file(tmp_path, "lease_timeout = 20.0\n")
+    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
+            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
+            "--job", job, "--frontier", cluster.url, "--config", config]
+    crawls = [await start_crawl(*args, "--worker", f"w{i}", command=HOSTNAMES)
+              for i in (1, 2)]
+    try:
+        await wait_until(lambda: len(complete_records(
+            (out / job / "runs").glob("*/pages-*.jsonl"))) >= 6, 60, "the first pages")
+        await during()
+        for crawl in crawls:
+            result = await crawl.wait(180)
+            assert result.returncode == 0, str(result)
+            assert_no_traceback(result)
+    finally:
+        for crawl in crawls:
+            with contextlib.suppress(ProcessLookupError):
+                crawl.proc.kill()
+    return out
+
+
+def _every_page_once(out: Path, job: str, port: int, hosts: list[str],
+                     hits: list[tuple[str, str]]) -> None:
+    run = load_run(out, job)
+    urls = Counter(str(p["url"]) for p in run.pages)
+    assert set(urls) == {f"http://{h}:{port}/p/{n}" for h in hosts for n in range(PAGES)}
+    assert max(urls.values()) == 1, "one record per URL"
+    assert run.stats.get("finished_at"), "the run finished by itself"
+    fetched = Counter(f"{h}{p}" for h, p in hits if p != "/robots.txt")
+    assert max(fetched.values()) == 1, "no page fetched twice"
+
+
+@pytest.mark.slow
+async def test_a_restarted_cluster_node_is_waited_out(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    """The master with the job's slot stops (SIGTERM, append-only file) and comes back."""
+    job = "cluster-restart"
+    port, hits, _ = multi_site
+    hosts = _hosts(redis_cluster, job)
+    home = _owner(redis_cluster, f"crawl:{{{job}}}:run")
+    node = next(n for n in redis_cluster.nodes if n.port == home)
+
+    async def restart() -> None:
+        node.stop()
+        await asyncio.sleep(1.5)
+        node.start()
+
+    try:
+        out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, restart)
+    finally:
+        if node.proc is None or node.proc.poll() is not None:
+            node.start()
+        await wait_until(lambda: redis_cluster.cluster_ok(node), 30, "the cluster back")
+    _every_page_once(out, job, port, hosts, hits)
+
+
+def _migrate(cluster: RedisCluster, key: str, pipeline: int) -> None:
+    """Move `key`'s slot to another master as `redis-cli --cluster reshard` does: IMPORTING
+    and MIGRATING, MIGRATE of its keys `pipeline` at a time, then SETSLOT NODE everywhere."""
+    import redis
+
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        slot = client.keyslot(key)
+        source = client.get_node_from_key(key)
+        target = next(n for n in client.get_primaries() if n.port != source.port)
+    finally:
+        client.close()
+    src = redis.Redis(host="127.0.0.1", port=source.port)
+    dst = redis.Redis(host="127.0.0.1", port=target.port)
+    try:
+        src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, pipeline):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        for node in cluster.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as one:
+                one.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.mark.slow
+async def test_slots_moved_during_a_crawl_lose_nothing(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    """A host's slot moved key by key, and the job's own slot moved in one MIGRATE (the
+    pipeline covers its keys: see README, "Running a fleet" on resharding)."""
+    job = "cluster-move"
+    port, hits, _ = multi_site
+    hosts = _hosts(redis_cluster, job)
+    moved: list[int] = []
+
+    async def move() -> None:
+        host_key = f"crawl:{{{job}:{hosts[0]}}}:gate"
+        job_key = f"crawl:{{{job}}}:run"
+        before = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
+        await asyncio.to_thread(_migrate, redis_cluster, host_key, 1)
+        await asyncio.to_thread(_migrate, redis_cluster, job_key, 100_000)
+        after = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
+        moved.extend(a for a, b in zip(after, before, strict=True) if a != b)
+
+    out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, move)
+    assert len(moved) == 2, "both slots changed masters mid-crawl"
+    _every_page_once(out, job, port, hosts, hits)
+
+
+async def test_the_frontier_on_a_cluster_leases_acks_and_resets_every_master(
+        redis_cluster: RedisCluster) -> None:
+    """The protocol's steps through redis-py's cluster client; `reset` (--fresh,
+    crawl-reset) finds the job's keys on every master."""
+    from crawler.frontier import Candidate, Journal, Outcome
+    from crawler.frontier.redis import RedisFrontier
+    from crawler.settings import load
+
+    job = "cluster-unit"
+    hosts = _hosts(redis_cluster, job)
+    frontier = RedisFrontier(load(None, {"frontier": redis_cluster.url, "worker": "u"}), job)
+    try:
+        await frontier.open([f"http://{h}/" for h in hosts], fresh=True, recrawl_after_s=0)
+        leased = await frontier.lease(10, ())
+        assert sorted(r.url for r in leased) == sorted(f"http://{h}/" for h in hosts)
+        for h in hosts:
+            assert await frontier.take(h, 1.0, 0.0) == 0
+            await frontier.robots_put(f"http://{h}", 404, b"")
+        outcomes = [Outcome(r, "done", status=200, fetched_at=1.0, simhash="0123456789abcdef",
+                            candidates=[Candidate(r.url + "a", 1, r.url)]) for r in leased]
+        batch = await frontier.prepare(outcomes)
+        assert all(a.admitted == [True] for a in batch.admissions)
+        await frontier.commit(batch, Journal({"pages": (0, b"x\n")}, {}))
+        assert await frontier.pending() == len(hosts)
+        client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+        try:
+            def masters_with_keys() -> int:
+                return sum(any(True for _ in client.scan_iter(
+                    match=f"crawl:{{{job}*", target_nodes=node))
+                    for node in client.get_primaries())
+
+            assert masters_with_keys() == RedisCluster.MASTERS
+            await frontier.reset()
+            assert masters_with_keys() == 0
+        finally:
+            client.close()
+    finally:
+        await frontier.close()
