@@ -151,12 +151,7 @@ class HostSlot:
         await self._semaphore.acquire()
         self.active += 1
         try:
-            while True:  # defer() may push the start further while we sleep
-                now = time.monotonic()
-                wait = self._next_start - now
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
+            now = await self._turn()
             self._last_start = now
             self._next_start = now + self.spacing()
         except BaseException:
@@ -164,6 +159,15 @@ class HostSlot:
             self._semaphore.release()
             raise
         return self
+
+    async def _turn(self) -> float:
+        """Wait until this request may start; the instant it does."""
+        while True:  # defer() may push the start further while we sleep
+            now = time.monotonic()
+            wait = self._next_start - now
+            if wait <= 0:
+                return now
+            await asyncio.sleep(wait)
 
     async def __aexit__(self, *exc: object) -> None:
         self.active -= 1
@@ -224,34 +228,48 @@ class SharedSlot(HostSlot):
     def _next_in(self) -> float:
         return max(0.0, self._next_start - time.monotonic())
 
+    async def _read_pace(self) -> None:
+        self._read_at = time.monotonic()
+        shared = await self._gate.pace(self.host)
+        if shared is not None:
+            self._p = self._told = shared
+
     async def __aenter__(self) -> HostSlot:
         if time.monotonic() - self._read_at >= PACE_READ_S:
-            self._read_at = time.monotonic()
-            shared = await self._gate.pace(self.host)
-            if shared is not None:
-                self._p = self._told = shared
+            await self._read_pace()
         await super().__aenter__()
-        try:
-            while time.monotonic() >= self._until:
-                async with self._lock:
-                    if time.monotonic() < self._until:
-                        break
-                    await self._drained.wait()  # the last window's requests end first
-                    wait = await self._gate.take(self.host, WINDOW_S, self._next_in())
-                    if wait <= 0:
-                        self._held = True
-                        self._until = time.monotonic() + WINDOW_S - WINDOW_MARGIN_S
-                        asyncio.get_running_loop().call_later(WINDOW_S, self._window_over)
-                        break
-                await asyncio.sleep(wait)
-        except BaseException:
-            await super().__aexit__()
-            raise
-        # spaced from when it really starts, which waiting for the window may have put off
-        self._next_start = max(self._next_start, time.monotonic() + self.spacing())
         self._flying += 1
         self._drained.clear()
         return self
+
+    async def _turn(self) -> float:
+        """The host's spacing, within this worker's window: a request that waited for the
+        window is spaced again from the requests of this worker that started meanwhile, and
+        one that waited for the spacing past the window's end takes the window again."""
+        while True:
+            await self._window()
+            now = time.monotonic()
+            wait = self._next_start - now
+            if wait <= 0 and now < self._until:
+                return now
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _window(self) -> None:
+        """Hold this worker's window on the host (take it from the fleet when it is over)."""
+        while time.monotonic() >= self._until:
+            async with self._lock:
+                if time.monotonic() < self._until:
+                    return
+                await self._drained.wait()  # the last window's requests end first
+                wait = await self._gate.take(self.host, WINDOW_S, self._next_in())
+                if wait <= 0:
+                    self._held = True
+                    self._until = time.monotonic() + WINDOW_S - WINDOW_MARGIN_S
+                    asyncio.get_running_loop().call_later(WINDOW_S, self._window_over)
+                    await self._read_pace()  # what the last holder learnt, before starting
+                    return
+            await asyncio.sleep(wait)
 
     async def __aexit__(self, *exc: object) -> None:
         self._flying -= 1
@@ -291,10 +309,12 @@ class SharedSlot(HostSlot):
         super()._set(p)
         if abs(p - self._told) > SHARE_CHANGE * max(self._told, 0.01):
             self._told = p
-            self._owner.tell(self._share(p))
+            self._owner.tell(self._share())
 
-    async def _share(self, p: float) -> None:
-        await self._gate.pace(self.host, p)
+    async def _share(self) -> None:
+        # the pace told last, read when the write goes out: writes on the pool's different
+        # connections may reach Redis out of order, and the last one must be the newest pace
+        await self._gate.pace(self.host, self._told)
 
 
 class Politeness:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from crawler.frontier.redis import LEASE_BATCH
 from crawler.htmlreport import render
 from crawler.summary import summarize
 from tests.conftest import (
@@ -194,7 +195,9 @@ async def test_a_fleet_spaces_a_slow_host_by_the_pace_its_workers_share(
     keys = [k async for k in client.scan_iter(match=f"crawl:{{{job}}}:*")]
     if keys:
         await client.delete(*keys)
-    urls = [site.url(f"/slow/{SLOW_S}?i={i}") for i in range(16)]
+    # more URLs than one lease script takes (LEASE_BATCH, the rest kept as a worker's spares),
+    # so that both workers have some to fetch
+    urls = [site.url(f"/slow/{SLOW_S}?i={i}") for i in range(LEASE_BATCH + 8)]
     args = [seeds_file(tmp_path, *urls), *fast(tmp_path / "out"), "--job", job, "--throttle",
             "--frontier", redis_server.url, "--per-host", "4", "--concurrency", "2",
             "--workers", "1"]
@@ -207,7 +210,7 @@ async def test_a_fleet_spaces_a_slow_host_by_the_pace_its_workers_share(
     await client.aclose()
 
     starts = sorted(h.at for h in site.log if h.path_qs.startswith("/slow/"))
-    assert len(starts) == 16
+    assert len(starts) == len(urls)
     answered = starts[0] + SLOW_S
     spaced = [b - a for a, b in itertools.pairwise(starts) if b >= answered + SLOW_S]
     assert len(spaced) >= 6 and min(spaced) >= SLOW_S - TOLERANCE, _gaps(starts)
