@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
+import orjson
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from . import failpoints
@@ -26,16 +27,12 @@ KINDS = ("pages", "links", "errors")
 CONTENT = "content"  # content.jsonl, with --extract (or when a resumed batch wrote one)
 
 
-# One encoder for every line: json.dumps with options builds a new encoder per call, which
-# costs as much as encoding a link record.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def encode(records: Sequence[Record]) -> bytes:
-    """One JSON object per line, UTF-8; runs in a thread, not on the loop."""
+    """One JSON object per line, UTF-8, compact; runs in a thread, not on the loop (orjson:
+    measured against the stdlib encoder in the README, "Libraries")."""
     if not records:
         return b""
-    return ("\n".join([_ENCODER.encode(r) for r in records]) + "\n").encode("utf-8")
+    return b"\n".join([orjson.dumps(r) for r in records]) + b"\n"
 
 
 def encode_batches(batches: Mapping[str, Sequence[Record]]) -> dict[str, bytes]:
