@@ -28,8 +28,8 @@ _IN_CHUNK = 500  # URLs per `IN (...)` lookup, under SQLite's bound on parameter
 _STATE = {"done": DONE, "failed": FAILED, "skipped": SKIPPED}
 # URLs of the job remembered in memory, per generation (two generations: the last one full,
 # and the one filling): a navigation bar's links, on every page, are known without a query.
-# Bounded, about 9 MB at most; a URL not remembered is looked up in the table as before.
-KNOWN_CAP = 1 << 15
+# Bounded, about 6 MB at most; a URL not remembered is looked up in the table as before.
+KNOWN_CAP = 1 << 14
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (
