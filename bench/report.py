@@ -100,7 +100,7 @@ def targets_text(rows: list[Row]) -> str:
     marks = {True: "met", False: "NOT met", None: "not measured"}
     return "\n".join(
         f"- {r['target']}: {_cell(r['value'], 2)}"
-        + (f" (limit {_cell(r['limit'], 0)})" if r["limit"] is not None else "")
+        + (f" (limit {r['limit']:g})" if r["limit"] is not None else "")
         + f" — {marks[r['met']]}" for r in rows)
 
 
