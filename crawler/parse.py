@@ -126,6 +126,9 @@ def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links:
         raise ValueError(f"max_links {max_links}: expected 0 or more")
     if extract and extract not in main_content.FORMATS:
         raise ValueError(f"extract {extract!r}: expected one of {main_content.FORMATS}")
+    # numpy (simhash_of) loads here, as the process starts, not within the first page's
+    # parse_timeout; the main process never imports it
+    importlib.import_module("numpy")
     loaded = tuple((spec, load_callable(spec)) for spec in extractors)
     _config = _Config(extractors=loaded, policy=policy, max_links=max_links, extract=extract)
 
