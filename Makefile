@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 N        ?= 10000
 REPEAT   ?= 3
 FRONTIER ?= 1000000
+BIG      ?= 100000
 SCRAPY   := bench/.venv-scrapy
 PYWB     := tests/.venv-pywb
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -20,7 +21,7 @@ apt = @command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -e $(1)
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends $(2) >/dev/null; }
 
-.PHONY: install browser redis nginx docs pywb proxy test screenshot crawl demo bench lint clean
+.PHONY: install browser redis nginx docs pywb proxy test screenshot crawl demo bench bench-big lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -83,6 +84,10 @@ demo: install
 
 bench: install nginx redis $(SCRAPY)/.installed
 	$(BIN)/python -m bench --pages $(N) --repeat $(REPEAT) --frontier $(FRONTIER)
+
+# flat cost as the job grows: the crawler alone on a big site, last tenth's pages/s vs first's
+bench-big: install nginx
+	$(BIN)/python -m bench --pages $(BIG) --repeat 1 --frontier 0 --contenders crawler
 
 lint: install
 	$(BIN)/ruff check crawler tests bench

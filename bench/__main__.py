@@ -130,6 +130,9 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
     ctx = Context(root, server.origin, manifest)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     frontier = None
+    # before the frontier run, whose hubs go into the same folder
+    site_bytes = sum(f.stat().st_size for f in root.rglob("*.html"))
+    links_per_page = site.links_per_page(root)
     try:
         for repeat in range(1, args.repeat + 1):
             for name in names:
@@ -152,8 +155,7 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
     medians = {name: report.summarize(rows) for name, rows in runs.items()}
     report.add_ratios(medians)
     result = {"profile": profile,
-              "site_bytes": sum(f.stat().st_size for f in root.rglob("*.html")),
-              "links_per_page": site.links_per_page(root),
+              "site_bytes": site_bytes, "links_per_page": links_per_page,
               "medians": medians, "targets": report.targets(medians, frontier), "runs": runs}
     return result, frontier
 

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
@@ -105,15 +106,29 @@ def _fleet_found(ctx: Context, work: Path) -> Found:
     return found
 
 
+def tenths(times: list[float]) -> float | None:
+    """Pages/s over the last tenth of the pages fetched, as a share of the first tenth's:
+    1.0 is a cost flat in the size of the job. None below 100 pages."""
+    times = sorted(times)
+    tenth = len(times) // 10
+    if tenth < 10:
+        return None
+    first, last = times[tenth] - times[0], times[-1] - times[-1 - tenth]
+    return round(first / last, 3) if last > 0 else None
+
+
 def _crawler_found(ctx: Context, work: Path) -> Found:
     job = work / "out" / JOB
     stats = read_stats(job)
+    pages = list(read_pages(job))
     info = {"loop_lag_p99_ms": stats["loop_lag_ms"]["p99"],
             "loop_lag_max_ms": stats["loop_lag_ms"]["max"],
             "process_pool_busy_s": stats["process_pool"]["busy_s"],
             "thread_pool_busy_s": stats["thread_pool"]["busy_s"],
-            "stats_pages_per_s": stats["pages_per_s"]}
-    return Found(count_found(ctx, read_pages(job)), info)
+            "stats_pages_per_s": stats["pages_per_s"],
+            "last_vs_first_tenth": tenths([datetime.fromisoformat(p["fetched_at"]).timestamp()
+                                           for p in pages])}
+    return Found(count_found(ctx, pages), info)
 
 
 def _items_found(ctx: Context, work: Path) -> Found:

@@ -13,11 +13,11 @@ from .nginx import find_nginx
 
 Row = dict[str, Any]
 MEDIAN_KEYS = ("wall_s", "pages_per_s", "peak_rss_mb", "peak_pss_mb", "cpu_pct", "cpu_s",
-               "loop_lag_p99_ms", "redis_ms_per_page",
-               "redis_work_ms_per_page")
+               "loop_lag_p99_ms", "redis_ms_per_page", "redis_work_ms_per_page",
+               "last_vs_first_tenth")
 
 TARGETS = {"speed_vs_scrapy": 8.0, "rss_vs_scrapy": 2.0, "frontier_rss_mb": 300.0,
-           "loop_lag_p99_ms": 50.0}
+           "loop_lag_p99_ms": 50.0, "cpu_pct": 180.0, "last_vs_first_tenth": 0.9}
 
 
 def summarize(runs: list[Row]) -> Row:
@@ -86,6 +86,9 @@ def targets(medians: dict[str, Row], frontier: Row | None) -> list[Row]:
               TARGETS["rss_vs_scrapy"], False)
     if crawler:
         check("loop lag p99 (ms)", crawler["loop_lag_p99_ms"], TARGETS["loop_lag_p99_ms"], False)
+        check("process tree CPU (% of one core)", crawler["cpu_pct"], TARGETS["cpu_pct"], True)
+        check("pages/s, last tenth vs first (x)", crawler["last_vs_first_tenth"],
+              TARGETS["last_vs_first_tenth"], True)
         complete = crawler["found"] == crawler["expected"] and not crawler["disallowed_fetched"]
         out.append({"target": "found = expected, nothing disallowed fetched",
                     "value": f"{crawler['found']}/{crawler['expected']}, "
@@ -105,7 +108,7 @@ def targets_text(rows: list[Row]) -> str:
     marks = {True: "met", False: "NOT met", None: "not measured"}
     return "\n".join(
         f"- {r['target']}: {_cell(r['value'], 2)}"
-        + (f" (limit {_cell(r['limit'], 0)})" if r["limit"] is not None else "")
+        + (f" (limit {r['limit']:g})" if r["limit"] is not None else "")
         + f" — {marks[r['met']]}" for r in rows)
 
 

@@ -34,6 +34,7 @@ from .urls import LinkPolicy
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
+ROBOTS_MEMO = 1 << 14  # links' robots.txt verdicts remembered: a site repeats its links
 Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -66,6 +67,9 @@ class Engine:
         self._abandoned: list[str] = []
         self._failure: BaseException | None = None  # of the crawl, not of one URL
         self._signals = 0
+        # robots.txt's verdict on a link, once its origin's rules are in (then final for the
+        # run): protego costs ~5 us a link on the loop, 75 ms for a page of 15 000 links
+        self._robots_memo: dict[str, bool] = {}
         fetcher.robots.on_loaded = self._on_robots
 
     # -- the loop -------------------------------------------------------------------------
@@ -281,12 +285,24 @@ class Engine:
                 continue
             if link.to in seen:
                 continue
-            if self.fetcher.robots.known(link.to) is False:
+            if self._robots_allow(link.to) is False:
                 self.stats.count("robots_blocked")
                 continue
             seen.add(link.to)
             out.append(Candidate(link.to, depth, referrer))
         return out
+
+    def _robots_allow(self, url: str) -> bool | None:
+        """`robots.known(url)`, remembered once it is not None (bounded)."""
+        memo = self._robots_memo
+        verdict = memo.get(url)
+        if verdict is None:
+            verdict = self.fetcher.robots.known(url)
+            if verdict is not None:
+                if len(memo) >= ROBOTS_MEMO:
+                    memo.clear()
+                memo[url] = verdict
+        return verdict
 
     def _add(self, finished: Finished) -> None:
         if self.recorder.add(finished):

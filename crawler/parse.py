@@ -16,7 +16,6 @@ from typing import Any
 
 # lxml ships no type information and lxml-stubs is not a dependency: its objects are Any here
 import lxml.etree as etree  # type: ignore[import-untyped]
-import numpy as np
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from . import content as main_content
@@ -58,8 +57,7 @@ _WORD = re.compile(r"\w+")
 
 SHINGLE = 3  # words per simhash feature: the classic choice for near-duplicate web pages
 # one odd multiplier per position in a shingle, so that "a b c" and "c b a" differ
-_POSITION_FACTORS = tuple(np.uint64(f) for f in (
-    0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)[:SHINGLE])
+_POSITION_FACTORS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)[:SHINGLE]
 _DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
 _digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
@@ -128,6 +126,9 @@ def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links:
         raise ValueError(f"max_links {max_links}: expected 0 or more")
     if extract and extract not in main_content.FORMATS:
         raise ValueError(f"extract {extract!r}: expected one of {main_content.FORMATS}")
+    # numpy (simhash_of) loads here, as the process starts, not within the first page's
+    # parse_timeout; the main process never imports it
+    importlib.import_module("numpy")
     loaded = tuple((spec, load_callable(spec)) for spec in extractors)
     _config = _Config(extractors=loaded, policy=policy, max_links=max_links, extract=extract)
 
@@ -246,7 +247,7 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
                       and (href := link.get("href"))), None)
     title = next((_collapse("".join(t.itertext())) for t in root.iter("title")
                   if next(t.iterancestors("svg"), None) is None), None)
-    links, dropped = _links(root, base, robots_nofollow, refresh)
+    links, dropped = _links(root, base, robots_nofollow, refresh, normalize(inp.url, inp.url))
     extra, error = _run_extractors(Page(inp.url, inp.status, inp.headers, text, root))
     lang = _collapse(root.get("lang") or root.get("xml:lang"))
     content = content_lang = None
@@ -265,11 +266,13 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
         content_lang=content_lang)
 
 
-def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str]
-           ) -> tuple[list[Link], int]:
+def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
+           page: str | None) -> tuple[list[Link], int]:
     """The page's outlinks in document order (a meta refresh first), and how many distinct
     targets the cap left out. The cap counts targets, not anchors: a table of contents that
-    links 500 pages 14 000 times keeps its 500 (contract 4b)."""
+    links 500 pages 14 000 times keeps its 500 (contract 4b). A link to the page itself
+    (`#section`, or its own URL) is no outlink: it leads nowhere new, and on real
+    documentation it is four links in ten."""
     limit = _config.max_links
     links: list[Link] = []
     kept: set[str] = set()
@@ -291,7 +294,7 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str]
                     continue
             known = resolved[href] = _resolve(href, base)
         url, refused = known
-        if url is None:
+        if url is None or url == page:
             continue
         if url not in kept:
             if len(kept) >= limit:
@@ -400,6 +403,8 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
     the murmur3 finalizer of its digests times one odd constant per position, and the 64 bit
     columns are summed for all shingles at once: numpy, in C, not a loop per shingle.
     """
+    import numpy as np  # here, not at the top: only the parse processes pay its 13 MB
+
     tokens = list(tokens)
     if not tokens:
         return None
@@ -418,7 +423,7 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
     runs = max(1, len(words) - SHINGLE + 1)
     mixed = np.zeros(runs, dtype=np.uint64)
     for position, factor in enumerate(_POSITION_FACTORS[:len(words)]):
-        mixed += words[position:position + runs] * factor  # wraps modulo 2**64, as meant
+        mixed += words[position:position + runs] * np.uint64(factor)  # wraps modulo 2**64, as meant
     features = np.unique(_fmix64(mixed)).astype("<u8")
     bits = np.unpackbits(features.view(np.uint8), bitorder="little").reshape(-1, 64)
     majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(features)
@@ -429,6 +434,8 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
 def _fmix64(k: Any) -> Any:
     """murmur3's 64-bit finalizer, on a numpy uint64 array: every input bit moves every
     output bit, so that the sum of digests becomes a well-spread shingle hash."""
+    import numpy as np
+
     k = k ^ (k >> np.uint64(33))
     k = k * np.uint64(0xFF51AFD7ED558CCD)
     k = k ^ (k >> np.uint64(33))

@@ -87,6 +87,7 @@ class ThreadPool:
 
     def __init__(self, threads: int) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crawl-io")
+        self.size = threads
         self.figures = PoolFigures()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from . import failpoints
 from .clock import utc_iso
-from .frontier import Admission, Candidate, Frontier, Journal, Outcome
+from .frontier import Candidate, Frontier, Journal, Outcome
 from .models import Link, ParseResult, Request, Response
 from .pools import ThreadPool
 from .records import Record, content_record, error_record, link_record, page_record
@@ -156,14 +156,16 @@ class Recorder:
             prepared = await self._frontier.prepare([f.outcome for f in batch], extra)
             self._stats.count("duplicates", prepared.admitted.count(False))
             pages: list[Record] = []
-            links: list[Record] = []
+            links: list[LinkSet] = []
             errors: list[Record] = []
             content: list[Record] = []
             for f, admission in zip(batch, prepared.admissions, strict=True):
                 if f.page is not None:
                     page = {**f.page, "near_duplicate_of": admission.near_duplicate_of}
                     pages.append(page)
-                    links.extend(self._link_records(f.outcome, admission, page, f.links))
+                    links.append((page["url"], f.outcome.candidates, admission.admitted,
+                                  f.links))
+                    self._stats.count("links", len(f.links))
                     self._count_page(f.outcome.request, page)
                 if f.content is not None:
                     content.append(f.content)
@@ -173,8 +175,7 @@ class Recorder:
                     self._stats.error(f.error["kind"])
                 self._stats.count("duplicates", admission.admitted.count(False))
             data = await self._threads.run(
-                encode_batches,
-                {"pages": pages, "links": links, "errors": errors, "content": content})
+                _encode, {"pages": pages, "errors": errors, "content": content}, links)
             # links and content, the bulk of the bytes, go to disk before the commit and are
             # only cut back on resume; pages and errors, small, travel in the journal and are
             # replayed
@@ -198,17 +199,6 @@ class Recorder:
             failpoints.reach("after-write")
             await self._sinks.put(pages, self._files.sizes["pages"])
 
-    def _link_records(self, outcome: Outcome, admission: Admission, page: Record,
-                      links: Sequence[Link]) -> list[Record]:
-        admitted = {c.url: ok for c, ok in zip(outcome.candidates, admission.admitted,
-                                               strict=True)}
-        records = []
-        for link in links:
-            followed = admitted.pop(link.to, False)  # a repeat of a link is not followed again
-            records.append(link_record(page["url"], link, followed))
-        self._stats.count("links", len(records))
-        return records
-
     def _count_page(self, request: Request, page: Record) -> None:
         """The page counts and the run's change summary (new, changed, unchanged, gone)."""
         self._stats.page(page["status"], page["bytes"] or 0)
@@ -222,3 +212,22 @@ class Recorder:
             self._stats.count("unchanged")
         elif page["changed"]:
             self._stats.count("changed")
+
+
+# a page's links as the flush has them: its URL, its candidates, which were admitted, its links
+LinkSet = tuple[str, Sequence[Candidate], Sequence[bool], Sequence[Link]]
+
+
+def _encode(batches: dict[str, Sequence[Record]], links: Sequence[LinkSet]) -> dict[str, bytes]:
+    """The batch's lines, in the thread pool: link records are built here, not on the loop,
+    where a page of 15 000 links would hold it for tens of milliseconds."""
+    return encode_batches({**batches, "links": [
+        record for page, candidates, admitted, page_links in links
+        for record in _link_records(page, candidates, admitted, page_links)]})
+
+
+def _link_records(page: str, candidates: Sequence[Candidate], admitted: Sequence[bool],
+                  links: Sequence[Link]) -> list[Record]:
+    followed = {c.url: ok for c, ok in zip(candidates, admitted, strict=True)}
+    # a repeat of a link is not followed again
+    return [link_record(page, link, followed.pop(link.to, False)) for link in links]

@@ -45,6 +45,25 @@ def slow_sink(record: dict[str, Any]) -> None:
     _append(os.environ[SINK_FILE], _where(record))
 
 
+_inflight = 0
+_inflight_lock = threading.Lock()
+
+
+def concurrent_sink(record: dict[str, Any]) -> None:
+    """A blocking client that takes 50 ms a call and is thread-safe; each line says how many
+    calls, this one included, were running when it started."""
+    global _inflight
+    with _inflight_lock:
+        _inflight += 1
+        running = _inflight
+    try:
+        time.sleep(0.05)
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
+    _append(os.environ[SINK_FILE], json.dumps({"url": record["url"], "running": running}))
+
+
 def failing_sink(record: dict[str, Any]) -> None:
     raise RuntimeError(f"e2e sink failure for {record['url']}")
 

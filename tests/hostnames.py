@@ -9,6 +9,7 @@ and its scope rules all see the names; the connections all go to loopback.
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any
 
 _system_getaddrinfo = socket.getaddrinfo
@@ -22,6 +23,9 @@ def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 if __name__ == "__main__":
     socket.getaddrinfo = _getaddrinfo
+    # uvloop resolves in libuv (getaddrinfo(3) itself), never through socket.getaddrinfo, so
+    # this one-process hosts file needs asyncio's own loop: the crawler's fallback without it
+    sys.modules["uvloop"] = None  # type: ignore[assignment]
     from crawler.cli import main
 
     main()

@@ -17,7 +17,10 @@ from aiohttp import web
 
 from tests.conftest import free_port
 
-PPROXY = Path(sys.executable).with_name("pproxy")
+# pproxy's `main`, on asyncio's own loop: it installs uvloop when it finds it (a dependency of
+# the crawler) and then asks for an event loop the way uvloop 0.2x no longer answers
+PPROXY = (sys.executable, "-c", "import sys, uvloop; uvloop.install = lambda: None; "
+          "from pproxy.server import main; sys.exit(main())")
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -82,7 +85,7 @@ def socks5(tmp_path: Path) -> Iterator[Proxy]:
     port = free_port()
     log = tmp_path / "pproxy.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(PPROXY), "-l", f"socks5://127.0.0.1:{port}", "-v"],
+        proc = subprocess.Popen([*PPROXY, "-l", f"socks5://127.0.0.1:{port}", "-v"],
                                 stdout=out, stderr=out)
     try:
         _wait_for_port(port, proc, log)

@@ -161,7 +161,8 @@ async def site_index(request: web.Request) -> web.Response:
         f'<a href="ftp://127.0.0.1:{port}/site/file.txt">ftp</a>',
         f'<a href="http://localhost:{port}/site/page/1">the same page on another host</a>',
         '<a href="/site/private/secret">private</a>',
-        '<a rel="nofollow" href="/site/">home, nofollow</a>',
+        '<a rel="nofollow" href="page/1">page one, nofollow</a>',
+        '<a href="/site/#top">this page: no outlink</a>',
         '<a href="page/2">' + "long anchor text " * 30 + "</a>",
     ]
     head = (

@@ -316,6 +316,23 @@ async def test_slow_blocking_sink_does_not_block_the_event_loop(
         f"a 0.3 s blocking sink stalled the loop: {run.stats['loop_lag_ms']}"
 
 
+async def test_a_plain_sink_is_called_from_up_to_threads_threads_at_once(
+        site: Site, tmp_path: Path) -> None:
+    # contract 4b: a client taking 50 ms a call must not cap the crawl at 20 pages/s
+    sink_file = tmp_path / "sink.jsonl"
+    config = config_file(tmp_path, 'sinks = ["tests.e2e_plugins:concurrent_sink"]\n'
+                                   'threads = 4\n')
+    result = await run_crawl(seeds_file(tmp_path, site.url("/site/")), *fast(tmp_path / "out"),
+                             "--config", config, env=crawl_env(**{SINK_FILE: str(sink_file)}))
+
+    assert result.returncode == 0, str(result)
+    run = load_run(tmp_path / "out", "seeds")
+    lines = read_lines(sink_file)
+    assert Counter(line["url"] for line in lines) == Counter(run.urls())
+    running = max(line["running"] for line in lines)
+    assert 1 < running <= 4, f"{running} sink calls at once with threads = 4"
+
+
 @pytest.mark.slow
 async def test_parse_process_crash_or_hang_costs_only_that_page(
         site: Site, tmp_path: Path) -> None:

@@ -144,9 +144,9 @@ def test_the_lua_scripts_use_the_same_cap() -> None:
 
 def test_block_index_compares_at_most_the_cap_per_bucket() -> None:
     rng = random.Random(14)
-    crowd = [rng.getrandbits(48) << 16 for _ in range(3 * neardup.MERGE_EVERY)]
-    index = neardup.BlockIndex(crowd[:neardup.MERGE_EVERY])
-    for value in crowd[neardup.MERGE_EVERY:]:
+    crowd = [rng.getrandbits(48) << 16 for _ in range(3 * 4096)]
+    index = neardup.BlockIndex(crowd[:4096])  # filed at open, then one by one
+    for value in crowd[4096:]:
         index.add(value)
     assert len(index) == len(crowd)
     # every one shares block 0; only the first BUCKET_CAP of that bucket are compared, the

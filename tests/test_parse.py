@@ -132,15 +132,28 @@ def test_links_resolve_against_base_href() -> None:
     ]
 
 
+def test_links_to_the_page_itself_are_left_out() -> None:
+    result = page(body_of(
+        "<a href='#a'>1</a><a href='page.html#b'>2</a><a href=''>3</a>"
+        "<a href='http://example.com/dir/page.html'>4</a><a href='other.html#a'>5</a>"
+    ))
+    assert [link.to for link in result.links] == ["http://example.com/dir/other.html"]
+    assert result.links_dropped == 0  # left out, not dropped by the cap
+    # against another base, '#a' leads to the base: a page of its own
+    based = page("<html><head><base href='http://example.com/elsewhere'></head><body>"
+                 "<a href='#a'>x</a></body></html>")
+    assert [link.to for link in based.links] == ["http://example.com/elsewhere"]
+
+
 def test_relative_links_and_fragments_resolve_against_the_page() -> None:
     result = page(body_of(
         "<a href='next.html#part2'>1</a><a href='../up/'>2</a><a href='#top'>3</a>"
         "<a href='?q=1'>4</a><a href='HTTP://Example.COM:80/A/./b/../c'>5</a>"
     ))
+    # '#top' is the page itself: no outlink (README, "Outputs")
     assert [link.to for link in result.links] == [
         "http://example.com/dir/next.html",
         "http://example.com/up/",
-        "http://example.com/dir/page.html",
         "http://example.com/dir/page.html?q=1",
         "http://example.com/A/c",
     ]

@@ -26,6 +26,10 @@ QUEUED, LEASED, DONE, FAILED, SKIPPED = range(5)
 _U64 = (1 << 64) - 1
 _IN_CHUNK = 500  # URLs per `IN (...)` lookup, under SQLite's bound on parameters
 _STATE = {"done": DONE, "failed": FAILED, "skipped": SKIPPED}
+# URLs of the job remembered in memory, per generation (two generations: the last one full,
+# and the one filling): a navigation bar's links, on every page, are known without a query.
+# Bounded, about 6 MB at most; a URL not remembered is looked up in the table as before.
+KNOWN_CAP = 1 << 14
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (
@@ -123,6 +127,8 @@ class SqliteFrontier:
         # `pending` (every second, with a live progress bar) scans no table
         self._unfinished = 0
         self._index = neardup.BlockIndex()  # the job's fingerprints, filled at open
+        self._known: set[str] = set()  # URLs surely in the table: the filling generation
+        self._known_before: set[str] = set()  # and the last full one
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -207,32 +213,47 @@ class SqliteFrontier:
         return info
 
     def _admit(self, candidates: Sequence[Candidate]) -> list[bool]:
-        """Queue the candidates the job has not seen; which ones were. One query for the
-        page's links and one insert of the new ones, instead of a statement per link (the
-        per-host budget, when set, takes them one by one, in order)."""
-        if self._budget or len(candidates) < 2:
+        """Queue the candidates the job has not seen; which ones were. URLs remembered as
+        known cost no query; one query for the others and one insert of the new ones,
+        instead of a statement per link (the per-host budget, when set, takes them one by
+        one, in order)."""
+        if self._budget:
             return [self._insert(c.url, c.depth, c.referrer) for c in candidates]
+        recent, before = self._known, self._known_before
+        unsure = list({c.url for c in candidates
+                       if c.url not in recent and c.url not in before})
         known: set[str] = set()
-        urls = [c.url for c in candidates]
-        for start in range(0, len(urls), _IN_CHUNK):
-            chunk = urls[start:start + _IN_CHUNK]
+        for start in range(0, len(unsure), _IN_CHUNK):
+            chunk = unsure[start:start + _IN_CHUNK]
             known.update(row[0] for row in self.db.execute(
                 f"SELECT url FROM urls WHERE url IN ({','.join('?' * len(chunk))})", chunk))
+        unsure_set = set(unsure)
         admitted, rows = [], []
         for c in candidates:
-            if c.url in known:
+            url = c.url
+            self._remember(url)
+            if url not in unsure_set or url in known:
                 admitted.append(False)
                 continue
-            known.add(c.url)
-            host = host_of(c.url)
+            known.add(url)
+            host = host_of(url)
             self._seq += 1
-            rows.append((c.url, host, c.depth, c.referrer, QUEUED, self._run, self._seq))
+            rows.append((url, host, c.depth, c.referrer, QUEUED, self._run, self._seq))
             self._per_host[host] = self._per_host.get(host, 0) + 1
             admitted.append(True)
-        self.db.executemany("INSERT INTO urls (url, host, depth, referrer, state, run, seq) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        self._unfinished += len(rows)
+        if rows:
+            self.db.executemany("INSERT INTO urls (url, host, depth, referrer, state, run, "
+                                "seq) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._unfinished += len(rows)
         return admitted
+
+    def _remember(self, url: str) -> None:
+        """`url` is in the table (or in the open transaction, which commits or ends the
+        process): remember it in the filling generation; a full one becomes the last."""
+        known = self._known
+        known.add(url)
+        if len(known) >= KNOWN_CAP:
+            self._known_before, self._known = known, set()
 
     def _insert(self, url: str, depth: int, referrer: str | None) -> bool:
         host = host_of(url)
@@ -243,6 +264,7 @@ class SqliteFrontier:
             "INSERT OR IGNORE INTO urls (url, host, depth, referrer, state, run, seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)", (url, host, depth, referrer, QUEUED, self._run,
                                               self._seq))
+        self._remember(url)
         if cursor.rowcount:
             self._per_host[host] = self._per_host.get(host, 0) + 1
             self._unfinished += 1
@@ -280,27 +302,33 @@ class SqliteFrontier:
         db = self.db
         db.execute("BEGIN")
         extra_admitted = self._admit(extra)  # first: a sitemap's URLs keep their depth 1
+        # the whole batch's links in one admission, in order: a URL two pages link to is
+        # admitted for the first of them, as page by page
+        admitted = self._admit([c for o in outcomes for c in o.candidates])
         admissions = []
+        not_modified, done, other = [], [], []
+        at = 0
         for o in outcomes:
-            admitted = self._admit(o.candidates)
             url = o.request.url
             self._unfinished -= 1  # leased until now
             near = None
             if o.state == "done" and o.simhash is not None:
                 near = self._near_duplicate(url, o.simhash)
-            admissions.append(Admission(admitted, near))
+            admissions.append(Admission(admitted[at:at + len(o.candidates)], near))
+            at += len(o.candidates)
             if o.state == "done" and o.status == 304:
-                db.execute("UPDATE urls SET state=?, fetched_at=? WHERE url=?",
-                           (DONE, o.fetched_at, url))
+                not_modified.append((DONE, o.fetched_at, url))
             elif o.state == "done":
-                db.execute(
-                    "UPDATE urls SET state=?, fetched_at=?, status=?, etag=?, last_modified=?, "
-                    "sha256=?, simhash=?, title=? WHERE url=?",
-                    (DONE, o.fetched_at, o.status, o.etag, o.last_modified, o.sha256, o.simhash,
-                     o.title, url))
+                done.append((DONE, o.fetched_at, o.status, o.etag, o.last_modified, o.sha256,
+                             o.simhash, o.title, url))
             else:
-                db.execute("UPDATE urls SET state=?, fetched_at=coalesce(?, fetched_at) "
-                           "WHERE url=?", (_STATE[o.state], o.fetched_at, url))
+                other.append((_STATE[o.state], o.fetched_at, url))
+        db.executemany("UPDATE urls SET state=?, fetched_at=? WHERE url=?", not_modified)
+        db.executemany(
+            "UPDATE urls SET state=?, fetched_at=?, status=?, etag=?, last_modified=?, "
+            "sha256=?, simhash=?, title=? WHERE url=?", done)
+        db.executemany("UPDATE urls SET state=?, fetched_at=coalesce(?, fetched_at) "
+                       "WHERE url=?", other)
         return Prepared(outcomes, admissions, extra, extra_admitted)
 
     def _near_duplicate(self, url: str, simhash: str) -> str | None:
@@ -373,4 +401,6 @@ class SqliteFrontier:
         with self._guard:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+                self._known.clear()  # what the transaction admitted is gone with it
+                self._known_before.clear()
             db.close()
