@@ -31,7 +31,8 @@ Opt = typer.Option
 
 @app.command(no_args_is_help=True)
 def crawl(
-    seeds: Annotated[str, typer.Argument(help="File of seed URLs, one per line; - for stdin.")],
+    seeds: Annotated[str, typer.Argument(metavar="SEEDS",
+                                         help="File of seed URLs, one per line; - for stdin.")],
     config: Annotated[Path | None, Opt("--config", help="TOML settings file.")] = None,
     out: Annotated[str | None, Opt(help="Output root.")] = None,
     job: Annotated[str | None, Opt(help="Job name (default: the seeds file's stem).")] = None,

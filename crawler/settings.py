@@ -188,12 +188,18 @@ def load(config_file: str | os.PathLike[str] | None = None,
     missing = sorted(set(known) - set(values))
     if missing:
         raise ConfigError(f"{DEFAULTS_FILE} lacks the key(s) {', '.join(missing)}")
+    problems: list[str] = []  # every bad key at once, so a file is mended in one go
     for source, layer in [(str(DEFAULTS_FILE), dict(values)), *layers]:
         for key, value in layer.items():
             if key not in known:
-                hint = _close_key(key, known)
-                raise ConfigError(f"unknown setting {key!r} in {source}{hint}")
-            values[key] = _check(key, value, source)
+                problems.append(f"unknown setting {key!r} in {source}{_close_key(key, known)}")
+                continue
+            try:
+                values[key] = _check(key, value, source)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
     settings = Settings(**values)
     _check_relations(settings)
     if settings.ca_file:  # read from the current directory, whatever happens to it later

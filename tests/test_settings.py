@@ -130,6 +130,16 @@ def test_unknown_override_names_the_key() -> None:
     assert "per_host" in message
 
 
+def test_every_bad_key_of_a_file_is_named_at_once(tmp_path: Path) -> None:
+    message = _error('max_page = 5\ndelay = "slow"\nretries = -1\nper_host = 2\n', tmp_path)
+    lines = message.splitlines()
+    assert len(lines) == 3, message
+    assert "max_page" in lines[0] and "did you mean 'max_pages'" in lines[0]
+    assert lines[1].startswith("delay") and "'slow'" in lines[1]
+    assert lines[2].startswith("retries")
+    assert "per_host" not in message
+
+
 def test_unknown_key_far_from_any_gives_no_hint(tmp_path: Path) -> None:
     message = _error("zzzzqqq = 1\n", tmp_path)
     assert "zzzzqqq" in message
