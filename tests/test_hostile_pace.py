@@ -62,7 +62,9 @@ async def test_throttle_spaces_a_slow_hosts_starts_by_its_latency_and_not_a_fast
     starts = [h.at for h in site.log if h.path_qs.startswith("/slow/")]
     assert len(starts) == 12
     answered = starts[0] + SLOW_S  # from the first answer on, the latency is known
-    spaced = [b - a for a, b in itertools.pairwise(starts) if b >= answered]
+    # pairs of starts both made once it was known (an arrival before it may lag its start by
+    # a new connection's set-up, which under load passes the tolerance)
+    spaced = [b - a for a, b in itertools.pairwise(starts) if a >= answered]
     assert len(spaced) >= 6 and min(spaced) >= SLOW_S - TOLERANCE, _gaps(starts)
     quick_starts = [h.at for h in fast_app[LOG] if h.path_qs.startswith("/status/")]
     assert len(quick_starts) == 20
