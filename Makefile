@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= config/seeds.example.txt
 ARGS   ?=
 PYTEST_ARGS ?=
+TEST_PROCS  ?= 2
 N        ?= 10000
 REPEAT   ?= 3
 FRONTIER ?= 1000000
@@ -70,7 +71,7 @@ $(SCRAPY)/.installed: bench/requirements-scrapy.txt
 	touch $@
 
 test: install browser redis nginx docs pywb proxy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCS) $(PYTEST_ARGS)
 
 # refresh the README's picture: the Chromium test's screenshot of a report
 screenshot: install browser
