@@ -66,9 +66,17 @@ _digests: dict[str, bytes] = {}
 # A plain etree parser, not lxml.html's: lxml.html calls back into Python for the class of
 # every element proxy it makes, which costs as much as the parse itself.
 _HTML_PARSER = etree.HTMLParser(encoding="utf-8", huge_tree=True)
-_URLS_MAX = 1 << 13  # resolved links a parse process keeps; sites repeat their links
+# Resolved links a parse process remembers, in two generations of this many (about 340 bytes
+# each): the filling one and the last full one, whose entries that recur move back to the
+# filling one, so that a site's navigation outlives the turnover of its other links.
+_URLS_MAX = 1 << 13
 _urls: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+_urls_last: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 _ABSOLUTE = re.compile(r"https?://", re.I)
+# A link whose WHATWG parse enters the path state with a non-empty path (no scheme: no `:` at
+# all; not `/`, `\\`, `?`, `#`, a space or a control first; no tab or newline, which the parser
+# deletes) resolves against the base's directory alone: `p.html`, `../s02/p.html`, `./`.
+_PATH_RELATIVE = re.compile(r"[A-Za-z0-9._~%-][^:\t\n\r]*")
 # HTML Standard, shared declarative refresh steps: a time, then `;` or `,`, then `url=`
 _REFRESH = re.compile(r"\s*(?=[0-9.])[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?(?P<url>.*)", re.I | re.S)
 
@@ -274,6 +282,7 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
     (`#section`, or its own URL) is no outlink: it leads nowhere new, and on real
     documentation it is four links in ten."""
     limit = _config.max_links
+    origin, directory = _prefixes(base)
     links: list[Link] = []
     kept: set[str] = set()
     left_out: set[str] = set()
@@ -292,7 +301,7 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
                 if url not in kept:
                     left_out.add(url)
                     continue
-            known = resolved[href] = _resolve(href, base)
+            known = resolved[href] = _resolve(href, base, origin, directory)
         url, refused = known
         if url is None or url == page:
             continue
@@ -331,29 +340,52 @@ def _header_nofollow(headers: dict[str, str]) -> bool:
     return bool(directives & {"nofollow", "none"})
 
 
-def _resolve(href: str, base: str) -> tuple[str | None, str | None]:
-    """A link's normalized URL and the policy's refusal. Navigation and absolute links recur
-    on every page of a site, so those are remembered across pages: a link that is absolute,
-    or starts with one `/`, depends only on the base's origin (any other, on the whole base,
-    recurs on no other page). Only `scheme://` makes a link absolute: `http:page.html` and
-    `http:?q=1` are relative to the page (WHATWG)."""
+def _resolve(href: str, base: str, origin: str,
+             directory: str | None) -> tuple[str | None, str | None]:
+    """A link's normalized URL and the policy's refusal. Sites repeat their links from page
+    to page (a navigation bar, `../index.html`), so the results are remembered across pages,
+    keyed by what each kind of link depends on: an absolute link on nothing, one that starts
+    with one `/` on the base's `origin`, a path-relative one (`_PATH_RELATIVE`) on the base's
+    `directory` (None when the base is not in normal form, whose text may hide its path); any
+    other (`?q`, `#x`, `//host`) on the whole base, so it recurs on no other page and is not
+    kept. Only `scheme://` makes a link absolute: `http:page.html` and `http:?q=1` are
+    relative to the page (WHATWG)."""
+    global _urls, _urls_last
     if _ABSOLUTE.match(href):
         key: tuple[str, str] | None = (href, "")
     elif href.startswith("/") and not href.startswith("//"):
-        cut = base.find("/", base.find("//") + 2)
-        key = (href, base if cut < 0 else base[:cut])
+        key = (href, origin)
+    elif directory is not None and _PATH_RELATIVE.fullmatch(href):
+        key = (href, directory)
     else:
         key = None
-    known = _urls.get(key) if key is not None else None
+    if key is None:
+        return _resolved(href, base)
+    known = _urls.get(key)
     if known is None:
-        url = normalize(href, base)
-        policy = _config.policy
-        known = (url, policy.refusal(url) if policy is not None and url is not None else None)
-        if key is not None:
-            if len(_urls) >= _URLS_MAX:
-                _urls.clear()  # bounded: a long crawl must not grow a process without end
-            _urls[key] = known
+        known = _urls_last.get(key) or _resolved(href, base)
+        if len(_urls) >= _URLS_MAX:
+            _urls_last, _urls = _urls, {}  # bounded: a long crawl must not grow a process
+        _urls[key] = known
     return known
+
+
+def _resolved(href: str, base: str) -> tuple[str | None, str | None]:
+    url = normalize(href, base)
+    policy = _config.policy
+    return url, policy.refusal(url) if policy is not None and url is not None else None
+
+
+def _prefixes(base: str) -> tuple[str, str | None]:
+    """What a base's links depend on: its text up to the path (the links that start with
+    one `/`), and for a base in normal form, up to the path's last `/` (`http://h/a/b?q`
+    gives `http://h/a/`: its path-relative links); None for a base not in normal form."""
+    cut = base.find("/", base.find("//") + 2)
+    origin = base if cut < 0 else base[:cut]
+    if normalize(base) != base:
+        return origin, None
+    query = base.find("?")
+    return origin, base[: base.rfind("/", 0, query if query >= 0 else len(base)) + 1]
 
 
 def _visible_text(root: Any) -> str:
