@@ -456,23 +456,30 @@ def simhash_of(tokens: Iterable[str]) -> str | None:
     mixed = np.zeros(runs, dtype=np.uint64)
     for position, factor in enumerate(_POSITION_FACTORS[:len(words)]):
         mixed += words[position:position + runs] * np.uint64(factor)  # wraps modulo 2**64, as meant
-    features = np.unique(_fmix64(mixed)).astype("<u8")
-    bits = np.unpackbits(features.view(np.uint8), bitorder="little").reshape(-1, 64)
-    majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(features)
+    # distinct by a sort and a look at each neighbour: numpy 2.4's np.unique hashes instead,
+    # 245 us for 1 700 values against 18 us for this
+    features = np.sort(_fmix64(mixed))
+    if len(features) > 1:
+        features = features[np.concatenate(([True], features[1:] != features[:-1]))]
+    bits = np.unpackbits(features.astype("<u8", copy=False).view(np.uint8),
+                         bitorder="little").reshape(-1, 64)
+    majority = bits.sum(axis=0, dtype=np.uint32) * 2 > len(features)  # < 2**31 features
     value = int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little")
     return f"{value:016x}"
 
 
 def _fmix64(k: Any) -> Any:
-    """murmur3's 64-bit finalizer, on a numpy uint64 array: every input bit moves every
+    """murmur3's 64-bit finalizer, in place on a numpy uint64 array: every input bit moves every
     output bit, so that the sum of digests becomes a well-spread shingle hash."""
     import numpy as np
 
-    k = k ^ (k >> np.uint64(33))
-    k = k * np.uint64(0xFF51AFD7ED558CCD)
-    k = k ^ (k >> np.uint64(33))
-    k = k * np.uint64(0xC4CEB9FE1A85EC53)
-    return k ^ (k >> np.uint64(33))
+    shift = np.uint64(33)
+    k ^= k >> shift  # in place: `k` is the caller's scratch array
+    k *= np.uint64(0xFF51AFD7ED558CCD)
+    k ^= k >> shift
+    k *= np.uint64(0xC4CEB9FE1A85EC53)
+    k ^= k >> shift
+    return k
 
 
 def hamming(a: str, b: str) -> int:

@@ -313,6 +313,9 @@ def test_simhash_matches_the_textbook_definition() -> None:
     for size in (1, 2, 3, 4, 10, 500):
         tokens = [f"w{rng.randrange(50)}" for _ in range(size)]
         assert simhash_of(tokens) == reference_simhash(tokens), size
+    # many repeated shingles (a vocabulary of 6 words): the dedupe, not only the sum
+    tokens = [f"w{rng.randrange(6)}" for _ in range(3000)]
+    assert simhash_of(tokens) == reference_simhash(tokens)
     # a shingle repeated counts once: the text is a set of shingles
     assert simhash_of(["a", "b", "c"] * 5) == simhash_of(["a", "b", "c", "a", "b", "c", "a"])
 
