@@ -19,7 +19,7 @@ import lxml.etree as etree  # type: ignore[import-untyped]
 from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from . import content as main_content
-from .models import Link, ParseInput, ParseResult
+from .models import Links, ParseInput, ParseResult
 from .urls import LinkPolicy, absolute, normalize
 
 __all__ = ["DEFAULT_MAX_LINKS", "SHINGLE", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
@@ -275,7 +275,7 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
 
 
 def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
-           page: str | None) -> tuple[list[Link], int]:
+           page: str | None) -> tuple[Links, int]:
     """The page's outlinks in document order (a meta refresh first), and how many distinct
     targets the cap left out. The cap counts targets, not anchors: a table of contents that
     links 500 pages 14 000 times keeps its 500 (contract 4b). A link to the page itself
@@ -283,7 +283,10 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
     documentation it is four links in ten."""
     limit = _config.max_links
     origin, directory = _prefixes(base)
-    links: list[Link] = []
+    tos: list[str] = []
+    texts: list[str] = []
+    nofollows: list[bool] = []
+    refusals: list[str | None] = []
     kept: set[str] = set()
     left_out: set[str] = set()
     resolved: dict[str, tuple[str | None, str | None]] = {}  # href -> (url, refusal)
@@ -311,13 +314,18 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
                 continue
             kept.add(url)
         if element is None:
-            text, rel = "", ""
+            text, rel = "", None
         else:
-            raw = element.get("alt") if element.tag == "area" else "".join(element.itertext())
+            if element.tag == "area":
+                raw = element.get("alt")
+            else:  # most anchors hold their text alone: no walk of a subtree for them
+                raw = "".join(element.itertext()) if len(element) else element.text
             text, rel = " ".join((raw or "").split())[:_ANCHOR_MAX].rstrip(), element.get("rel")
-        nofollow = page_nofollow or "nofollow" in (rel or "").lower().split()
-        links.append(Link(to=url, text=text, nofollow=nofollow, refused=refused))
-    return links, len(left_out)
+        tos.append(url)
+        texts.append(text)
+        nofollows.append(page_nofollow or (rel is not None and "nofollow" in rel.lower().split()))
+        refusals.append(refused)
+    return Links(tos, texts, nofollows, refusals), len(left_out)
 
 
 def _refresh_target(content: str) -> str | None:
