@@ -21,7 +21,7 @@ from typing import Any
 from .errors import Blocked, FetchError, FrontierUnavailable
 from .fetch import Disallowed, Fetcher
 from .frontier import Candidate, Frontier
-from .models import Link, ParseInput, ParseResult, Request, Response
+from .models import Links, ParseInput, ParseResult, Request, Response
 from .pools import ParseFailed, ParsePool
 from .recorder import Finished, Recorder
 from .records import content_type
@@ -269,7 +269,7 @@ class Engine:
         return Finished.page_of(request, response, result, media_type, candidates,
                                 archive=self._archive, extract=self.s.extract)
 
-    def _candidates(self, request: Request, links: Sequence[Link]) -> list[Candidate]:
+    def _candidates(self, request: Request, links: Links) -> list[Candidate]:
         """The page's links that may join the frontier, once each, in document order."""
         depth = request.depth + 1
         if 0 <= self.s.max_depth < depth:
@@ -277,19 +277,19 @@ class Engine:
         out: list[Candidate] = []
         seen: set[str] = set()
         referrer = request.url
-        for link in links:
-            if link.refused is not None:
+        for to, nofollow, refused in zip(links.to, links.nofollow, links.refused, strict=True):
+            if refused is not None:
                 self.stats.count("out_of_scope")
                 continue
-            if link.nofollow and not self.s.follow_nofollow:
+            if nofollow and not self.s.follow_nofollow:
                 continue
-            if link.to in seen:
+            if to in seen:
                 continue
-            if self._robots_allow(link.to) is False:
+            if self._robots_allow(to) is False:
                 self.stats.count("robots_blocked")
                 continue
-            seen.add(link.to)
-            out.append(Candidate(link.to, depth, referrer))
+            seen.add(to)
+            out.append(Candidate(to, depth, referrer))
         return out
 
     def _robots_allow(self, url: str) -> bool | None:

@@ -27,12 +27,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import failpoints
 from .clock import utc_iso
 from .frontier import Candidate, Frontier, Journal, Outcome
-from .models import Link, ParseResult, Request, Response
+from .models import Links, ParseResult, Request, Response
 from .pools import ThreadPool
 from .records import Record, content_record, error_record, link_record, page_record
 from .sinks import JsonlFiles, PluginSinks, encode_batches
@@ -53,7 +53,7 @@ class Finished:
 
     outcome: Outcome
     page: Record | None = None  # its `near_duplicate_of` comes with the flush
-    links: Sequence[Link] = ()
+    links: Links = field(default_factory=Links)
     error: Record | None = None
     response: Response | None = None  # for the WARC file
     content: Record | None = None  # the main content (--extract), for content.jsonl
@@ -72,7 +72,7 @@ class Finished:
             sha256=record["sha256"], simhash=record["simhash"], title=record["title"],
             candidates=tuple(candidates))
         content = content_record(record, result, extract) if result is not None else None
-        return cls(outcome, page=record, links=result.links if result is not None else (),
+        return cls(outcome, page=record, links=result.links if result is not None else Links(),
                    response=response if archive else None, content=content)
 
     @classmethod
@@ -215,7 +215,7 @@ class Recorder:
 
 
 # a page's links as the flush has them: its URL, its candidates, which were admitted, its links
-LinkSet = tuple[str, Sequence[Candidate], Sequence[bool], Sequence[Link]]
+LinkSet = tuple[str, Sequence[Candidate], Sequence[bool], Links]
 
 
 def _encode(batches: dict[str, Sequence[Record]], links: Sequence[LinkSet]) -> dict[str, bytes]:
@@ -227,7 +227,8 @@ def _encode(batches: dict[str, Sequence[Record]], links: Sequence[LinkSet]) -> d
 
 
 def _link_records(page: str, candidates: Sequence[Candidate], admitted: Sequence[bool],
-                  links: Sequence[Link]) -> list[Record]:
+                  links: Links) -> list[Record]:
     followed = {c.url: ok for c, ok in zip(candidates, admitted, strict=True)}
     # a repeat of a link is not followed again
-    return [link_record(page, link, followed.pop(link.to, False)) for link in links]
+    return [link_record(page, to, text, nofollow, followed.pop(to, False))
+            for to, text, nofollow in zip(links.to, links.text, links.nofollow, strict=True)]

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from .models import Link, ParseResult, Request, Response
+from .models import ParseResult, Request, Response
 
 Record = dict[str, Any]
 _WORD = re.compile(r"\w+")
@@ -83,9 +83,8 @@ def content_record(page: Record, result: ParseResult, fmt: str) -> Record | None
             "words": len(_WORD.findall(result.content))}
 
 
-def link_record(source: str, link: Link, followed: bool) -> Record:
-    return {"from": source, "to": link.to, "text": link.text, "nofollow": link.nofollow,
-            "followed": followed}
+def link_record(source: str, to: str, text: str, nofollow: bool, followed: bool) -> Record:
+    return {"from": source, "to": to, "text": text, "nofollow": nofollow, "followed": followed}
 
 
 def error_record(request: Request, kind: str, message: str, attempts: int, at: str) -> Record:

@@ -272,7 +272,8 @@ class LinkPolicy:
         """Say why a link is not followed, so stats can count refusals by reason."""
         if len(url) > self.max_url_length:
             return "length"
-        host = host_of(url)
+        parts = urlsplit(url)  # once: host and path (host_of's rule, contract 4a)
+        host = parts.hostname or ""
         if self.scope == "host" and host not in self.seed_hosts:
             return "scope"
         if self.scope == "domain" and registrable_domain(host) not in self.seed_domains:
@@ -282,9 +283,9 @@ class LinkPolicy:
             return "private"
         if self.allow and not any(p.search(url) for p in _compiled(self.allow)):
             return "allow"
-        if any(p.search(url) for p in _compiled(self.deny)):
+        if self.deny and any(p.search(url) for p in _compiled(self.deny)):
             return "deny"
-        if repeats_segments(urlsplit(url).path):
+        if repeats_segments(parts.path):
             return "trap"
         return None
 

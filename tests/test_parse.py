@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import multiprocessing
 import os
+import pickle
+import pickletools
 import random
 import sys
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from crawler import parse as parse_module
-from crawler.models import ParseInput, ParseResult
+from crawler.models import Link, Links, ParseInput, ParseResult
 from crawler.parse import (
     DEFAULT_MAX_LINKS,
     SHINGLE,
@@ -191,6 +193,26 @@ def test_anchor_text_is_collapsed_trimmed_and_capped_at_200_characters() -> None
     assert texts[2] == ""
 
 
+def test_links_cross_the_process_boundary_as_four_lists() -> None:
+    result = page(body_of(
+        "<a href='/a' rel=nofollow>A <b>bold</b> one</a><a href='http://elsewhere.net/'>b</a>"
+        "<a href='/a'>again</a>"))
+    links = result.links
+    assert isinstance(links, Links)
+    assert links.to == ["http://example.com/a", "http://elsewhere.net/", "http://example.com/a"]
+    assert links.text == ["A bold one", "b", "again"]
+    assert links.nofollow == [True, False, False]
+    assert links.refused == [None, None, None]  # no policy in these tests
+    assert list(links) == [Link(*row) for row in zip(links.to, links.text, links.nofollow,
+                                                      links.refused, strict=True)]
+    assert links[1] == Link("http://elsewhere.net/", "b", False) and len(links[1:]) == 2
+    data = pickle.dumps([result], protocol=pickle.HIGHEST_PROTOCOL)  # as the pool sends it
+    assert pickle.loads(data) == [result]
+    # classes named in the pickle: the result and its links, no object per link
+    names = {arg for op, arg, _ in pickletools.genops(data) if op.name == "SHORT_BINUNICODE"}
+    assert "Links" in names and "Link" not in names
+
+
 def test_area_links_are_extracted_with_their_alt_text() -> None:
     result = page(body_of(
         "<map name=m><area shape=rect coords='0,0,1,1' href='/area' alt=' Map  area '>"
@@ -313,6 +335,9 @@ def test_simhash_matches_the_textbook_definition() -> None:
     for size in (1, 2, 3, 4, 10, 500):
         tokens = [f"w{rng.randrange(50)}" for _ in range(size)]
         assert simhash_of(tokens) == reference_simhash(tokens), size
+    # many repeated shingles (a vocabulary of 6 words): the dedupe, not only the sum
+    tokens = [f"w{rng.randrange(6)}" for _ in range(3000)]
+    assert simhash_of(tokens) == reference_simhash(tokens)
     # a shingle repeated counts once: the text is a set of shingles
     assert simhash_of(["a", "b", "c"] * 5) == simhash_of(["a", "b", "c", "a", "b", "c", "a"])
 

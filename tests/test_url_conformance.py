@@ -10,15 +10,19 @@ listed in DIFFERENCES with the reason, and in the README.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import lxml.etree as etree  # type: ignore[import-untyped]
 import pytest
 
-from crawler.urls import normalize
+from crawler import parse
+from crawler.models import ParseInput
+from crawler.urls import LinkPolicy, normalize
 
 DATA = Path(__file__).parent / "data" / "wpt"
 
@@ -139,3 +143,70 @@ def test_hosts_are_mapped_by_uts46_non_transitional(case: dict[str, Any]) -> Non
 ])
 def test_the_issue_cases(href: str, expected: str | None) -> None:
     assert normalize(href, "http://example.org/foo/bar") == expected
+
+
+def _page_of_links(hrefs: list[str]) -> bytes:
+    anchors = "".join(f'<a href="{html.escape(h, quote=True)}">x</a>' for h in hrefs)
+    return f"<html><body>{anchors}</body></html>".encode()
+
+
+def _links_of(url: str, body: bytes) -> list[tuple[str, str | None]]:
+    result = parse.parse(ParseInput(url=url, status=200, content_type="text/html",
+                                    charset="utf-8", headers={}, body=body))
+    return [(link.to, link.refused) for link in result.links]
+
+
+def test_links_remembered_from_another_page_resolve_as_on_their_own() -> None:
+    """A parse process remembers resolved links across pages, keyed by what of the base each
+    depends on (its origin, its directory): every case's input, on every http(s) base of the
+    data, gives the same links, refusals included, after a page in the same directory with
+    another name and query filled the memo, as with an empty memo; and with an empty memo
+    what `normalize` and the policy give."""
+    bases = sorted({case["base"] for case in URL_CASES
+                    if str(case.get("base")).startswith(("http://", "https://"))
+                    and normalize(case["base"]) is not None})
+    # besides the data's inputs, links whose text could mislead a key on the directory
+    tricky = [".", "..", "./", "../", "%2e%2e/x", "%2E/y", "a\\b", "a\tb", "\n?q", " x.html",
+              "x.html ", "p:1.html", "http:x.html", "HTTP:?q", "x.html?a:b", "~u/", "-x", "_y"]
+    body = _page_of_links(sorted({case["input"] for case in URL_CASES}) + tricky)
+    hrefs = [a.get("href")
+             for a in etree.fromstring(body, etree.HTMLParser(encoding="utf-8")).iter("a")]
+    remembered = 0
+    try:
+        for base in bases:
+            page = normalize(base)
+            assert page is not None
+            policy = LinkPolicy.for_seeds([page], scope="host", private_networks="seeds")
+            parse.init_worker((), policy, parse.DEFAULT_MAX_LINKS)
+            parse._urls.clear()
+            parse._urls_last.clear()
+            alone = _links_of(base, body)
+            expected = [(url, policy.refusal(url)) for href in hrefs
+                        if (url := normalize(href, base)) is not None and url != page]
+            assert alone == expected, base
+            directory = page[: page.rfind("/", 0, (page + "?").find("?")) + 1]
+            for sibling in (directory + "sibling.html?s=1", page.partition("?")[0] + "?other"):
+                parse._urls.clear()
+                parse._urls_last.clear()
+                _links_of(sibling, body)
+                remembered += sum(1 for _, prefix in parse._urls if prefix == directory)
+                assert _links_of(base, body) == alone, (base, sibling)
+    finally:
+        parse.init_worker((), None, parse.DEFAULT_MAX_LINKS)
+        parse._urls.clear()
+        parse._urls_last.clear()
+    assert len(bases) >= 10 and remembered > 150, (len(bases), remembered)
+
+
+def test_the_memo_of_resolved_links_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse, "_URLS_MAX", 4)
+    hrefs = [f"/p{i}.html" for i in range(20)] + [f"q{i}.html" for i in range(20)]
+    try:
+        links = _links_of("http://example.org/dir/page.html", _page_of_links(hrefs))
+        assert [to for to, _ in links] == (
+            [f"http://example.org/p{i}.html" for i in range(20)]
+            + [f"http://example.org/dir/q{i}.html" for i in range(20)])
+        assert len(parse._urls) <= 4 and len(parse._urls_last) <= 4
+    finally:
+        parse._urls.clear()
+        parse._urls_last.clear()
