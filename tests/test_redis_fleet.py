@@ -51,7 +51,7 @@ async def _reset(redis_url: str) -> None:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=f"crawl:{{{JOB}}}:*")]
+    keys = [k async for k in client.scan_iter(match=f"crawl:{{{JOB}*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -110,11 +110,17 @@ async def test_ack_applied_once_when_retried_after_a_lost_reply(make: Make) -> N
     await _open(a, f"{ORIGIN}/1")
     [request] = await a.lease(1, ())
     outcome = _done(request, f"{ORIGIN}/2")
+    await a.prepare([outcome])
+    # the same prepare again, as `_patiently` sends it when the reply was lost
+    a._batches -= 1
+    a._known.clear()
     batch = await a.prepare([outcome])
+    assert batch.of(outcome).admitted == [True], "the staged answer, not a second admission"
     journal = Journal({"pages": (0, b"x\n")}, {})
+    sent = a._open_batch
     await a.commit(batch, journal)
-    a._seq -= 1  # the same batch again, as `_patiently` sends it when the reply was lost
-    a._tokens[request.url] = "stale"
+    # the same scripts again, as `_patiently` sends them when a reply was lost
+    a._open_batch, a._seq, a._last_batch = sent, a._seq - 1, ""
     await a.commit(batch, journal)
     assert await a.pending() == 1, "/2 queued once, /1 acked once"
 
@@ -211,15 +217,9 @@ async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Ma
     a = make(worker="a")
     await _open(a)
     n = 20_000
-    args: list[Any] = []
-    for i in range(n):
-        args += [f"http://example{i % 50}.test/page/{i}", 1, "", f"example{i % 50}.test"]
-    added = [await a._call("enqueue", 0, *args[start:start + 4000])
-             for start in range(0, len(args), 4000)]
-    assert sum(added) == n == await a.pending()
-    again = [await a._call("enqueue", 0, *args[start:start + 4000])
-             for start in range(0, len(args), 4000)]
-    assert sum(again) == 0
+    urls = [(f"http://example{i % 50}.test/page/{i}", 1, "") for i in range(n)]
+    assert await a._enqueue(urls) == n == await a.pending()
+    assert await a._enqueue(urls) == 0
     sizes = await a.memory()
     assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
 
@@ -240,7 +240,7 @@ async def test_the_fleet_shares_a_hosts_pace_and_its_doubling(
     await mine.aclose()  # every pace and deferral has reached Redis
     await _open(b)
     assert await b.take("h", 1.0, 0.0) > 3, "the doubling holds fleet-wide"
-    await a._command("HDEL", a.shard("h") + "gate", "n")  # only the pace is under test
+    await a._command("HDEL", a.host_prefix("h") + "gate", "n")  # only the pace is under test
     other = theirs.slot("h")
     assert other.spacing() == 0.0, "nothing learnt yet"
     async with other:

@@ -1,27 +1,40 @@
 -- Prelude of every script: the key layout and the helpers the transitions share.
--- P = ARGV[1]. The job's frontier keys start with P = "crawl:{JOB}:"; the hash tag {JOB} puts
--- them in one Redis Cluster slot, so that each script is one atomic step on one node.
---   P.."run"          hash    id, started_at, no (run number), sweep (recrawl cursor),
---                             finished_at, stop_reason
---   P.."seen:"..B     hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
+-- P = ARGV[1], the prefix of the keys the script works on; each prefix is one hash tag, so
+-- one Redis Cluster slot, so that each script is one atomic step on one node. A job has three
+-- kinds of prefixes: its own, "crawl:{JOB}:" (the job's slot), its shards', "crawl:{JOB:#S}:"
+-- (S = 0 .. shards - 1; a host's URLs live in shard crc32(host) % shards), and its hosts',
+-- "crawl:{JOB:HOST}:". On one server they are only prefixes; on a cluster, slots all over it.
+-- The job's slot: what is global to the job (one key each), touched once a batch at most.
+--   "run"             hash    id, started_at, no (run number), shards, finished_at,
+--                             stop_reason
+--   "journal:"..W     hash    worker W's last committed batch: seq, run, machine, totals,
+--                             batch (its id), files (see commit.lua)
+--   "journals"        set     workers with a journal
+--   "worker:"..W      string  who holds worker name W now (expires unless renewed)
+--   "committed"       hash    batch id -> 1: batches whose journal is written (the commit
+--                             point), so a reaper finding their staged leases applies them
+--   "fenced"          hash    batch id -> 1: batches a reaper gave up on; never committed
+-- A shard: everything about the URLs of its hosts; a script touches one shard.
+--   "count"           hash    p = URLs queued or leased in this run, a = URLs admitted ever
+--                             (the pair is read twice over every shard for completion)
+--   "seen:"..B        hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
 --                             2 bytes, 4 hex digits), value = number of the run that queued it
---   P.."q:"..HOST     list    the host's queued URLs, JSON [url, depth, referrer], FIFO
---   P.."ready"        zset    hosts with queued URLs by the next time (ms) a lease may take one
---   P.."lease"        hash    url -> JSON [token, depth, referrer, host] while leased
---   P.."deadline"     zset    leased url -> lease deadline (ms, Redis clock)
---   P.."pending"      string  URLs queued or leased in this run
---   P.."hist"         hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
+--   "q:"..HOST        list    the host's queued URLs, JSON [url, depth, referrer], FIFO
+--   "ready"           zset    hosts with queued URLs by the next time (ms) a lease may take one
+--   "lease"           hash    url -> JSON [token, depth, referrer, host, batch id once staged]
+--   "deadline"        zset    leased url -> lease deadline (ms, Redis clock)
+--   "tokens"          string  the last lease token number handed out
+--   "stage:"..BATCH   hash    o = the batch's outcomes in this shard (JSON), a = prepare's
+--                             answer: written by prepare, applied or dropped by settle
+--   "hist"            hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
 --                             last_modified, sha256, simhash, title]: the recrawl's validators
---   P.."nb:"..I..":"..X string near-duplicate bucket (neardup.py): the simhashes whose 16-bit
+--   "nb:"..I..":"..X  string  near-duplicate bucket (neardup.py): the simhashes whose 16-bit
 --                             block I is X, 8 bytes each (big-endian), at most NEAR_CAP
---   P.."np"           hash    simhash -> URL of the first page that had it
---   P.."perhost:"..R  hash    URLs admitted per host in run R (--max-pages-per-host)
---   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
---   P.."journals"     set     workers with a journal
---   P.."worker:"..W   string  who holds worker name W now (expires unless renewed)
--- The keys about one host alone have a prefix of their own, "crawl:{JOB:HOST}:", a hash slot
--- per host, so that a cluster spreads them over its masters:
---   "gate"            hash    the host's politeness window (see gate.lua)
+--   "np"              hash    simhash -> URL of the first page that had it
+--   "perhost:"..R     hash    URLs admitted per host in run R (--max-pages-per-host)
+--   "sweep"           hash    run, cursor: the recrawl sweep of the shard's history
+-- A host (a slot per host, for the traffic of one host alone):
+--   "gate"            hash    the host's politeness window and pace (see gate.lua)
 --   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R
 local P = ARGV[1]
 local NEAR_CAP = 64  -- fingerprints per near-duplicate bucket: neardup.BUCKET_CAP
@@ -50,7 +63,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local RUN = nil  -- the run number, read once a script (open.lua reads it before it moves on)
+-- The run number: a shard script is given it (ARGV[2]: shard_run sets it); the job's scripts
+-- read it once a script (open.lua reads it before it moves on)
+local RUN = nil
+local function shard_run()
+  RUN = tonumber(ARGV[2])
+end
 local function run_no()
   if not RUN then
     RUN = tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
@@ -84,7 +102,7 @@ local function push(url, depth, referrer, host, front)
 end
 
 -- Admit a URL once per job: 1 when queued now, 0 when seen before or over the host budget.
--- The caller adds the queued ones to P.."pending", once a script.
+-- The caller counts the queued ones (`count`), once a script.
 local function enqueue(url, depth, referrer, host, budget, hkey)
   local key, field
   if hkey then
@@ -108,19 +126,38 @@ local function enqueue(url, depth, referrer, host, budget, hkey)
   return 1
 end
 
--- Leases past their deadline go back to the front of their host's queue: queued -> leased
--- -> queued, the fate of the URLs of a worker that died.
-local function reap(now, limit)
-  local urls = redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', now, 'LIMIT', 0, limit)
-  for _, url in ipairs(urls) do
-    local raw = redis.call('HGET', P .. 'lease', url)
-    if raw then
-      local l = cjson.decode(raw)
-      push(url, l[2], l[3], l[4], true)
-      redis.call('HDEL', P .. 'lease', url)
-    end
-    redis.call('ZREM', P .. 'deadline', url)
+-- The shard's pending URLs move by `added - done`; `added` were admitted (the completion
+-- check's double collect sees any change in either figure).
+local function count(added, done)
+  if added ~= done then
+    redis.call('HINCRBY', P .. 'count', 'p', added - done)
   end
-  return #urls
+  if added > 0 then
+    redis.call('HINCRBY', P .. 'count', 'a', added)
+  end
 end
 
+-- Leases past their deadline go back to the front of their host's queue: queued -> leased
+-- -> queued, the fate of the URLs of a worker that died. A staged lease (its batch prepared,
+-- perhaps committed) is not: its batch id is returned for the caller to settle (settle.lua).
+local function reap(now, limit)
+  local urls = redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', now, 'LIMIT', 0, limit)
+  local staged, listed = {}, {}
+  for _, url in ipairs(urls) do
+    local raw = redis.call('HGET', P .. 'lease', url)
+    local l = raw and cjson.decode(raw)
+    if l and l[5] then
+      if not listed[l[5]] then
+        listed[l[5]] = true
+        staged[#staged + 1] = l[5]
+      end
+    else
+      if l then
+        push(url, l[2], l[3], l[4], true)
+        redis.call('HDEL', P .. 'lease', url)
+      end
+      redis.call('ZREM', P .. 'deadline', url)
+    end
+  end
+  return staged
+end

@@ -1,11 +1,24 @@
--- Before a batch's records are written: are its leases still ours (each then extended by a
--- lease), which of its links are new, and which page is a near duplicate of an earlier one.
--- ARGV: P, lease_ms, distance, JSON [{u = url | null, t = token, s = simhash | null,
--- c = [link keys (link_key)]}]. Returns JSON [{ok, n = near duplicate url | null, a = [0 | 1]}].
--- Nothing is written but deadlines: the batch becomes real in ack.lua.
+-- Phase one of a batch's commit, in one shard: are the batch's leases here still ours (each
+-- then extended by a lease and staged: marked with the batch id, its outcome kept in the
+-- stage), which of its links into this shard are new (queued at once: harmless if the batch
+-- never commits, the page is fetched again and finds them seen), and which page is a near
+-- duplicate of an earlier one of the shard.
+-- ARGV: P, run, lease_ms, distance, budget, batch id, JSON {o = [{u = url, t = token,
+-- st = state, f = fetched_at, s = status, e = etag, m = last_modified, h = sha256,
+-- x = simhash, ti = title}], l = [{r = referrer, k = index in o of the page the links are of
+-- (0: none here), c = [[url, depth, host, link key]]}]}.
+-- Returns JSON {o = [{ok, n = near duplicate url | null}], l = [[0 | 1]]}; the same answer
+-- again for a batch already staged (a retry after a lost reply).
+shard_run()
+local B = ARGV[6]
+local stage = P .. 'stage:' .. B
+local kept = redis.call('HGET', stage, 'a')
+if kept then
+  return kept
+end
 local now = now_ms()
-local lease_ms, maxd = tonumber(ARGV[2]), tonumber(ARGV[3])
-local batch = cjson.decode(ARGV[4])
+local lease_ms, maxd, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local batch = cjson.decode(ARGV[7])
 
 local function distance(a, b)
   local d = 0
@@ -65,30 +78,39 @@ local function near(url, sim)
   return found
 end
 
-local fresh = {}
-local out = {}
-for _, o in ipairs(batch) do
-  local r = {ok = true, n = cjson.null, a = {}}
-  if o.u ~= cjson.null then
-    local raw = redis.call('HGET', P .. 'lease', o.u)
-    if raw and cjson.decode(raw)[1] == o.t then
-      redis.call('ZADD', P .. 'deadline', 'XX', now + lease_ms, o.u)
-    else
-      r.ok = false
+local answer = {o = {}, l = {}}
+local staged = {}
+for i, o in ipairs(batch.o) do
+  local r = {ok = true, n = cjson.null}
+  local raw = redis.call('HGET', P .. 'lease', o.u)
+  local l = raw and cjson.decode(raw)
+  if l and l[1] == o.t and not l[5] then
+    redis.call('ZADD', P .. 'deadline', 'XX', now + lease_ms, o.u)
+    l[5] = B
+    redis.call('HSET', P .. 'lease', o.u, cjson.encode(l))
+    staged[#staged + 1] = o
+    if o.st == 'done' and o.s ~= 304 and o.x ~= cjson.null then
+      r.n = near(o.u, o.x)
     end
-    if r.ok and o.s ~= cjson.null then
-      r.n = near(o.u, o.s)
-    end
+  else
+    r.ok = false
   end
-  for i, h in ipairs(o.c) do
-    local key, field = seen_of(h)
-    if r.ok and not fresh[h] and redis.call('HEXISTS', key, field) == 0 then
-      fresh[h] = true
-      r.a[i] = 1
-    else
-      r.a[i] = 0
-    end
-  end
-  out[#out + 1] = r
+  answer.o[i] = r
 end
-return cjson.encode(out)
+local added = 0
+for i, g in ipairs(batch.l) do
+  local flags = {}
+  local ok = g.k == 0 or answer.o[g.k].ok
+  for j, c in ipairs(g.c) do
+    local got = ok and enqueue(c[1], c[2], g.r, c[3], budget, c[4]) or 0
+    flags[j] = got
+    added = added + got
+  end
+  answer.l[i] = flags
+end
+count(added, 0)
+local encoded = cjson.encode(answer)
+if #staged > 0 then
+  redis.call('HSET', stage, 'o', cjson.encode(staged), 'a', encoded)
+end
+return encoded
