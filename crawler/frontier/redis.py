@@ -32,7 +32,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -60,6 +60,12 @@ MAX_SLOTS = 1000  # automatic worker names per machine
 # enough that a batch's links touch a handful and the completion check reads them all at
 # once. Kept in the job's run hash: a job keeps its number whatever this one becomes.
 SHARDS = 16
+# A key no script writes, declared by every script of the job's slot and of its shards beside
+# the slot's own key: while the slot migrates (`redis-cli --cluster reshard`, key by key), a
+# command naming a key present and one missing is answered TRYAGAIN on either side, so no
+# script runs on half a slot's keys (it would fail halfway, Lua does not roll back); the
+# script waits (`_patiently`) and runs once the slot sits on one master.
+FENCE = "~"
 COLLECTS = 50  # double collects of the shards' counts tried before trusting a nonzero sum
 
 
@@ -159,7 +165,7 @@ class RedisFrontier:
     async def _call(self, name: str, *args: Any) -> Any:
         """Run one script on the job's own keys (see `_patiently`)."""
         script = self._scripts[name]
-        return await self._patiently(script, keys=[self.prefix + "run"],
+        return await self._patiently(script, keys=[self.prefix + "run", self.prefix + FENCE],
                                      args=[self.prefix, *args])
 
     def host_prefix(self, host: str) -> str:
@@ -182,7 +188,7 @@ class RedisFrontier:
     async def _on_shard(self, name: str, shard: int, *args: Any) -> Any:
         """Run one script on one shard's keys, given the run number (see `_patiently`)."""
         prefix = self.shard_prefix(shard)
-        return await self._patiently(self._scripts[name], keys=[prefix + "count"],
+        return await self._patiently(self._scripts[name], keys=[prefix + "count", prefix + FENCE],
                                      args=[prefix, self._run_no, *args])
 
     async def _on_host(self, name: str, host: str, *args: Any) -> Any:
@@ -218,12 +224,13 @@ class RedisFrontier:
         while True:
             try:
                 return await fn(*args, **kwargs)
-            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
+            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterError,
                     SlotNotCoveredError, TryAgainError, AttributeError) as exc:
                 if isinstance(exc, AttributeError) and not _torn_connection(exc):
                     raise
                 # a cluster whose master is restarting is down (or its slots uncovered) for
-                # a while, as a server restarting is unreachable; TRYAGAIN: a slot in motion
+                # a while, as a server restarting is unreachable; TRYAGAIN (and redis-py's
+                # "TTL exhausted" after its own TRYAGAIN retries): a slot in motion
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._s.lease_timeout

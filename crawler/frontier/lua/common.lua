@@ -4,6 +4,9 @@
 -- kinds of prefixes: its own, "crawl:{JOB}:" (the job's slot), its shards', "crawl:{JOB:#S}:"
 -- (S = 0 .. shards - 1; a host's URLs live in shard crc32(host) % shards), and its hosts',
 -- "crawl:{JOB:HOST}:". On one server they are only prefixes; on a cluster, slots all over it.
+-- Every script of the job's slot and of a shard also names the key P.."~", which never exists:
+-- while the slot migrates key by key, Redis answers such a script TRYAGAIN (some of its keys
+-- here, some not) on either master, so no script ever runs on half a slot (redis.py, FENCE).
 -- The job's slot: what is global to the job (one key each), touched once a batch at most.
 --   "run"             hash    id, started_at, no (run number), shards, finished_at,
 --                             stop_reason
@@ -18,7 +21,7 @@
 --   "count"           hash    p = URLs queued or leased in this run, a = URLs admitted ever
 --                             (the pair is read twice over every shard for completion)
 --   "seen:"..B        hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
---                             2 bytes, 4 hex digits), value = number of the run that queued it
+--                             3 hex digits), value = number of the run that queued it
 --   "q:"..HOST        list    the host's queued URLs, JSON [url, depth, referrer], FIFO
 --   "ready"           zset    hosts with queued URLs by the next time (ms) a lease may take one
 --   "lease"           hash    url -> JSON [token, depth, referrer, host, batch id once staged]
@@ -77,13 +80,14 @@ local function run_no()
 end
 
 -- A dedup key (64 bits of the URL's sha1 in hex, as the client's `link_key` makes it) as a
--- 2-byte bucket and a 6-byte field.
+-- 12-bit bucket (4,096 a shard: 65,536 over 16 shards) and a 6-byte field; the last 4 bits
+-- are dropped (the host's shard stands for them: two URLs of different shards never meet).
 local function seen_of(h)
   local field = ''
-  for i = 5, 15, 2 do
+  for i = 4, 14, 2 do
     field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
   end
-  return P .. 'seen:' .. string.sub(h, 1, 4), field
+  return P .. 'seen:' .. string.sub(h, 1, 3), field
 end
 
 local function seen_slot(url)
