@@ -155,6 +155,7 @@ class RedisFrontier:
         self._leased_at = 0.0  # monotonic time of the last lease script
         self._reaped_at = 0.0  # ... of the last reaping pass over every shard
         self._probed_at = 0.0  # ... of the last look at every shard's queued hosts
+        self._live: set[int] = set()  # shards that may have queued hosts (a look finds them)
         self._dry: dict[int, float] = {}  # shard -> until when a lease there is not tried
         self._cursor = secrets.randbelow(SHARDS)  # the shard leases start from
         self._down: FrontierUnavailable | None = None
@@ -345,10 +346,12 @@ class RedisFrontier:
         return out
 
     async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
-        """A worker sticks to a shard while it has URLs: one script a lease batch. A shard
-        that gave fewer than asked is not tried again for SPARE_WAIT_S (unless this worker
-        queued links there); when every shard is so, one pipelined ZCARD over the shards
-        says which have queued hosts, for a fraction of a script's cost."""
+        """A lease script runs only on a shard known to have queued hosts (`_live`: the last
+        look said so, or this worker queued links there) and not found short of due URLs
+        in the last SPARE_WAIT_S; a worker sticks to one shard while it has URLs for it, one
+        script a lease batch. When no shard is known live, one pipelined ZCARD over the
+        shards' ready sets, at most every SPARE_WAIT_S, looks again for a fraction of a
+        script's cost."""
         now = time.monotonic()
         if now - self._reaped_at >= self._s.lease_timeout / 4:
             self._reaped_at = now  # dead workers' leases, in shards nobody leases from too
@@ -357,27 +360,27 @@ class RedisFrontier:
                                                     self._lease_ms, 1, 0)
                 await self._settle_expired(shard, staged)
         order = [(self._cursor + i) % self._shards for i in range(self._shards)]
-        shards = [s for s in order if self._dry.get(s, 0.0) <= now]
-        if not shards:
-            if now - self._probed_at < SPARE_WAIT_S:
-                return []
+        shards = [s for s in order if s in self._live and self._dry.get(s, 0.0) <= now]
+        if not shards and now - self._probed_at >= SPARE_WAIT_S:
             self._probed_at = now
             queued = await self._each_shard("ZCARD", "ready")
-            shards = [s for s in order if int(queued[s])]
+            self._live = {s for s in order if int(queued[s])}
+            shards = [s for s in order if s in self._live and self._dry.get(s, 0.0) <= now]
         cap = max(self._s.per_host * 2, LEASE_BATCH)  # a host's URLs a script takes at most
         requests: list[Request] = []
         for shard in shards:
             asked = n - len(requests)
-            rows, staged, _ = await self._on_shard("lease", shard, self.worker, asked,
-                                                   self._lease_ms, cap,
-                                                   round(self._s.delay * 1000), *skip_hosts)
+            rows, staged, left = await self._on_shard("lease", shard, self.worker, asked,
+                                                      self._lease_ms, cap,
+                                                      round(self._s.delay * 1000), *skip_hosts)
             await self._settle_expired(shard, staged)
             requests += [self._request(row) for row in rows]
+            if not int(left):
+                self._live.discard(shard)
             if len(rows) < asked:
-                self._dry[shard] = now + SPARE_WAIT_S
+                self._dry[shard] = now + SPARE_WAIT_S  # its hosts are skipped or not due
             else:
                 self._cursor = shard
-                self._dry.pop(shard, None)
                 break
         return requests
 
@@ -414,6 +417,7 @@ class RedisFrontier:
                 by_shard.setdefault(self._url_shard(url), []).extend([url, token])
         for shard, args in by_shard.items():
             await self._on_shard("release", shard, *args)
+            self._live.add(shard)
             self._dry.pop(shard, None)
 
     async def prepare(self, outcomes: Sequence[Outcome],
@@ -474,7 +478,8 @@ class RedisFrontier:
             got = _listed(_listed(decoded[shard]["l"])[g])
             flags[f][j] = bool(got[position]) if position < len(got) else False
             if flags[f][j]:
-                self._dry.pop(shard, None)  # work there now, queued by this worker
+                self._live.add(shard)  # work there now, queued by this worker
+                self._dry.pop(shard, None)
         for candidates, _ in groups:
             # admitted or not, the job has seen them now (an over-budget one counts as seen)
             self._known.update(link_key(c.url) for c in candidates)

@@ -34,28 +34,40 @@ end
 
 -- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
 -- buckets only (at most NEAR_CAP fingerprints each, see common.lua), and in the same four
--- buckets of the batch's earlier pages, which ack.lua has not filed yet.
--- bits set in each byte value, so that a stored fingerprint is compared in 8 lookups
+-- buckets of the batch's earlier pages, which settle.lua has not filed yet.
+-- bits set in each byte value, so that a stored fingerprint is compared in at most 6 lookups
 local POP = {[0] = 0}
 for v = 1, 255 do POP[v] = POP[bit.rshift(v, 1)] + bit.band(v, 1) end
-local bxor = bit.bxor
+local bxor, byte = bit.bxor, string.byte
 local batch_buckets = {}
 local function near(url, sim)
   local found = cjson.null
-  local s1, s2, s3, s4, s5, s6, s7, s8 = string.byte(sim_bytes(sim), 1, 8)
+  local q = {byte(sim_bytes(sim), 1, 8)}
   for i = 0, 3 do
     local key = near_bucket(i, sim)
     local packed = found == cjson.null and redis.call('GET', key)
     if packed then
-      for j = 1, #packed, 8 do
-        local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(packed, j, j + 7)
-        local d = POP[bxor(b1, s1)] + POP[bxor(b2, s2)] + POP[bxor(b3, s3)] + POP[bxor(b4, s4)]
-          + POP[bxor(b5, s5)] + POP[bxor(b6, s6)] + POP[bxor(b7, s7)] + POP[bxor(b8, s8)]
+      -- the bucket's fingerprints agree with `sim` on block i (bytes 7 - 2i and 8 - 2i):
+      -- only the other six bytes are compared, two at a time, most leaving after two
+      local o = {}
+      for k = 1, 8 do
+        if k ~= 7 - 2 * i and k ~= 8 - 2 * i then o[#o + 1] = k end
+      end
+      local o1, o2, o3, o4, o5, o6 = o[1], o[2], o[3], o[4], o[5], o[6]
+      local q1, q2, q3, q4, q5, q6 = q[o1], q[o2], q[o3], q[o4], q[o5], q[o6]
+      for j = 0, #packed - 8, 8 do
+        local d = POP[bxor(byte(packed, j + o1), q1)] + POP[bxor(byte(packed, j + o2), q2)]
         if d <= maxd then
-          local page = redis.call('HGET', P .. 'np', sim_hex(packed, j))
-          if page and page ~= url then
-            found = page
-            break
+          d = d + POP[bxor(byte(packed, j + o3), q3)] + POP[bxor(byte(packed, j + o4), q4)]
+          if d <= maxd then
+            d = d + POP[bxor(byte(packed, j + o5), q5)] + POP[bxor(byte(packed, j + o6), q6)]
+            if d <= maxd then
+              local page = redis.call('HGET', P .. 'np', sim_hex(packed, j + 1))
+              if page and page ~= url then
+                found = page
+                break
+              end
+            end
           end
         end
       end
