@@ -262,3 +262,21 @@ async def test_a_stopping_worker_gives_its_windows_back(make: Make,
         assert await b.take("h", 1.0, 0.0) > 0, "a holds the window while it fetches"
     await politeness.aclose()
     assert await b.take("h", 1.0, 0.0) == 0, "given back at a's close, not at its expiry"
+
+
+async def test_a_hosts_pace_lives_in_its_gate_and_comes_with_its_window(make: Make) -> None:
+    a, b = make(worker="a"), make(worker="b")
+    await _open(a)
+    await _open(b)
+    await a.pace("h", 2.5)
+    assert await a._command("HGET", a.host_prefix("h") + "gate", "p") == b"2500", \
+        "in the host's slot, beside its window"
+
+    async def hgets() -> int:
+        return int((await b._client.info("commandstats"))["cmdstat_hget"]["calls"])
+
+    assert await b.take("h", 1.0, 0.0) == 0
+    before = await hgets()
+    assert await b.pace("h") == 2.5, "the pace the window came with"
+    assert await hgets() == before, "read with the window, no HGET of its own"
+    assert await b.pace("h") == 2.5, "read from Redis again later"

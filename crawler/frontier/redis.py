@@ -158,6 +158,7 @@ class RedisFrontier:
         self._live: set[int] = set()  # shards that may have queued hosts (a look finds them)
         self._dry: dict[int, float] = {}  # shard -> until when a lease there is not tried
         self._cursor = secrets.randbelow(SHARDS)  # the shard leases start from
+        self._handed: dict[str, float | None] = {}  # host -> pace that came with its window
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
 
@@ -630,9 +631,13 @@ class RedisFrontier:
                             _text(lost[0]))
 
     async def take(self, host: str, window_s: float, next_in_s: float) -> float:
-        """Hold the host's window (`politeness.SharedSlot`): 0, or the seconds to wait."""
-        wait_ms = await self._on_host("gate", host, self._holder, "take", round(window_s * 1000),
-                                      self._grace_ms(), round(next_in_s * 1000))
+        """Hold the host's window (`politeness.SharedSlot`): 0, or the seconds to wait. The
+        host's pace comes with the window, for the `pace` read that follows."""
+        wait_ms, pace_ms = await self._on_host("gate", host, self._holder, "take",
+                                               round(window_s * 1000), self._grace_ms(),
+                                               round(next_in_s * 1000))
+        if not int(wait_ms):
+            self._handed[host] = None if int(pace_ms) < 0 else int(pace_ms) / 1000
         return float(wait_ms) / 1000
 
     async def give(self, host: str, next_in_s: float) -> None:
@@ -648,11 +653,15 @@ class RedisFrontier:
 
     async def pace(self, host: str, seconds: float | None = None) -> float | None:
         """The host's pace as some worker last set it (`politeness.SharedSlot`), in ms in
-        the `pace` hash beside `next`; with `seconds`, set it first."""
+        the host's gate hash beside `next` (read from the window just taken, else from
+        Redis); with `seconds`, set it first."""
         if seconds is not None:
-            await self._command("HSET", self.prefix + "pace", host, round(seconds * 1000))
+            await self._command("HSET", self.host_prefix(host) + "gate", "p",
+                                round(seconds * 1000))
             return seconds
-        got = await self._command("HGET", self.prefix + "pace", host)
+        if host in self._handed:
+            return self._handed.pop(host)
+        got = await self._command("HGET", self.host_prefix(host) + "gate", "p")
         return None if got is None else int(got) / 1000
 
     async def robots(self, origin: str) -> tuple[int, bytes] | None:
