@@ -50,11 +50,11 @@ end
 
 -- A 16-hex-digit simhash as the 8 bytes a bucket stores, and back.
 local function sim_bytes(sim)
-  local out = {}
-  for i = 1, 16, 2 do
-    out[#out + 1] = string.char(tonumber(string.sub(sim, i, i + 1), 16))
-  end
-  return table.concat(out)
+  -- two 32-bit halves (exact in Lua's doubles), each cut into bytes: no per-byte parsing
+  local hi, lo = tonumber(string.sub(sim, 1, 8), 16), tonumber(string.sub(sim, 9, 16), 16)
+  return string.char(math.floor(hi / 16777216) % 256, math.floor(hi / 65536) % 256,
+    math.floor(hi / 256) % 256, hi % 256, math.floor(lo / 16777216) % 256,
+    math.floor(lo / 65536) % 256, math.floor(lo / 256) % 256, lo % 256)
 end
 
 local function sim_hex(packed, j)
@@ -83,11 +83,10 @@ end
 -- 12-bit bucket (4,096 a shard: 65,536 over 16 shards) and a 6-byte field; the last 4 bits
 -- are dropped (the host's shard stands for them: two URLs of different shards never meet).
 local function seen_of(h)
-  local field = ''
-  for i = 4, 14, 2 do
-    field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
-  end
-  return P .. 'seen:' .. string.sub(h, 1, 3), field
+  local a, b = tonumber(string.sub(h, 4, 9), 16), tonumber(string.sub(h, 10, 15), 16)
+  return P .. 'seen:' .. string.sub(h, 1, 3), string.char(
+    math.floor(a / 65536), math.floor(a / 256) % 256, a % 256,
+    math.floor(b / 65536), math.floor(b / 256) % 256, b % 256)
 end
 
 local function seen_slot(url)
