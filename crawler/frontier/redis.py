@@ -1,11 +1,20 @@
-"""The shared frontier: one Redis for any number of workers on any number of machines.
+"""The shared frontier: one Redis (or a Redis Cluster) for any number of workers on any number
+of machines.
 
 Each transition of a URL is one Lua script in `lua/` (their key layout is drawn in
-`lua/common.lua`), so no worker ever sees half of another's step: `enqueue` (dedup), `lease`
-(a token and a deadline; expired leases are reaped first), `prepare` + `ack` (a batch's
-outcomes, its new links and the worker's journal at once), `release`, `renew`. Records are
-JSON, never pickle. A worker that cannot reach Redis retries with back-off for
-`lease_timeout` seconds (by then its leases are gone anyway), then stops with exit 1.
+`lua/common.lua`), so no worker ever sees half of another's step. A job's keys have three
+kinds of prefixes, each one hash tag: the job's own (run, worker names, journals), its
+SHARDS shards' (the queues, dedup, leases, history and near-duplicate index of the hosts that
+hash to the shard) and its hosts' (politeness window, robots.txt); a script touches one of
+them, so on a cluster each runs on one master. URL steps run in their host's shard: `enqueue`
+(dedup), `lease` (a token and a deadline; expired leases are reaped first), `release`, `renew`.
+A batch commits in three steps: `prepare` stages its outcomes in their shards and queues its
+new links in theirs, `commit` writes the worker's journal in the job's slot (the commit
+point), `settle` applies each shard's staged outcomes; a staged lease found expired is settled
+by its reaper as the job's slot says (`fence`: applied if committed, else fenced and queued
+again). Records are JSON, never pickle. A worker that cannot reach Redis retries with
+back-off for `lease_timeout` seconds (by then its leases are gone anyway), then stops with
+exit 1.
 """
 
 from __future__ import annotations
