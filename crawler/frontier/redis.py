@@ -478,7 +478,8 @@ class RedisFrontier:
         shards = sorted(work)
         answers = dict(zip(shards, await asyncio.gather(*(
             self._on_shard("prepare", shard, self._lease_ms, self._s.near_duplicate_distance,
-                           self._s.max_pages_per_host, batch_id, json.dumps(work[shard]))
+                           self._s.max_pages_per_host, batch_id, json.dumps(work[shard]["o"]),
+                           json.dumps(work[shard]["l"]))
             for shard in shards)), strict=True))
         decoded = {shard: json.loads(raw) for shard, raw in answers.items()}
         counters: dict[tuple[int, int], int] = {}

@@ -3,10 +3,11 @@
 -- stage), which of its links into this shard are new (queued at once: harmless if the batch
 -- never commits, the page is fetched again and finds them seen), and which page is a near
 -- duplicate of an earlier one of the shard.
--- ARGV: P, run, lease_ms, distance, budget, batch id, JSON {o = [{u = url, t = token,
+-- ARGV: P, run, lease_ms, distance, budget, batch id, outcomes JSON [{u = url, t = token,
 -- st = state, f = fetched_at, s = status, e = etag, m = last_modified, h = sha256,
--- x = simhash, ti = title}], l = [{r = referrer, k = index in o of the page the links are of
--- (0: none here), c = [[url, depth, host, link key]]}]}.
+-- x = simhash, ti = title}] (kept as sent in the stage: settle skips those not staged),
+-- links JSON [{r = referrer, k = index in the outcomes of the page the links are of (0: none
+-- here), c = [[url, depth, host, link key]]}].
 -- Returns JSON {o = [{ok, n = near duplicate url | null}], l = [[0 | 1]]}; the same answer
 -- again for a batch already staged (a retry after a lost reply).
 shard_run()
@@ -18,7 +19,7 @@ if kept then
 end
 local now = now_ms()
 local lease_ms, maxd, budget = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local batch = cjson.decode(ARGV[7])
+local batch = {o = cjson.decode(ARGV[7]), l = cjson.decode(ARGV[8])}
 
 local function distance(a, b)
   local d = 0
@@ -91,7 +92,7 @@ local function near(url, sim)
 end
 
 local answer = {o = {}, l = {}}
-local staged = {}
+local staged = 0
 for i, o in ipairs(batch.o) do
   local r = {ok = true, n = cjson.null}
   local raw = redis.call('HGET', P .. 'lease', o.u)
@@ -100,7 +101,7 @@ for i, o in ipairs(batch.o) do
     redis.call('ZADD', P .. 'deadline', 'XX', now + lease_ms, o.u)
     l[5] = B
     redis.call('HSET', P .. 'lease', o.u, cjson.encode(l))
-    staged[#staged + 1] = o
+    staged = staged + 1
     if o.st == 'done' and o.s ~= 304 and o.x ~= cjson.null then
       r.n = near(o.u, o.x)
     end
@@ -122,7 +123,7 @@ for i, g in ipairs(batch.l) do
 end
 count(added, 0)
 local encoded = cjson.encode(answer)
-if #staged > 0 then
-  redis.call('HSET', stage, 'o', cjson.encode(staged), 'a', encoded)
+if staged > 0 then
+  redis.call('HSET', stage, 'o', ARGV[7], 'a', encoded)
 end
 return encoded
