@@ -357,9 +357,9 @@ class RedisFrontier:
 
     async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
         """A lease script runs only on a shard known to have queued hosts (`_live`: the last
-        look said so, or this worker queued links there) and not found short of due URLs
-        in the last SPARE_WAIT_S; a worker sticks to one shard while it has URLs for it, one
-        script a lease batch. When no shard is known live, one pipelined ZCARD over the
+        look said so, or this worker queued links there) and that gave URLs the last time
+        (or not within SPARE_WAIT_S); a worker sticks to one shard while it has URLs for it,
+        one script a lease batch. When no shard is known live, one pipelined ZCARD over the
         shards' ready sets, at most every SPARE_WAIT_S, looks again for a fraction of a
         script's cost."""
         now = time.monotonic()
@@ -387,9 +387,9 @@ class RedisFrontier:
             requests += [self._request(row) for row in rows]
             if not int(left):
                 self._live.discard(shard)
-            if len(rows) < asked:
+            elif not rows:
                 self._dry[shard] = now + SPARE_WAIT_S  # its hosts are skipped or not due
-            else:
+            if len(requests) >= n:
                 self._cursor = shard
                 break
         return requests
