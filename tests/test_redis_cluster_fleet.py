@@ -289,7 +289,8 @@ async def test_slots_moved_key_by_key_during_a_crawl_lose_nothing(
 async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing_twice(
         multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster, point: str,
         verdict: str) -> None:
-    """w1 dies by SIGKILL between prepare and the journal write (its batch staged in the
+    """w1 (started first, so it has the seeds) dies by SIGKILL at its first batch, between
+    prepare and the journal write (its batch staged in the
     shards: a reaper fences it and queues its URLs again) or between the journal write and
     the shards' apply (committed: a reaper applies it, and w1's records come from its journal,
     settled onto its files by w2). w2 finishes the job alone."""
@@ -302,7 +303,7 @@ async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing
             *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
             "--job", job, "--frontier", redis_cluster.url, "--config", config]
     crawls = {"w1": await start_crawl(*args, "--worker", "w1", command=HOSTNAMES,
-                                      env=crawl_env(CRAWL_FAILPOINT=f"{point}:3")),
+                                      env=crawl_env(CRAWL_FAILPOINT=f"{point}:1")),
               "w2": await start_crawl(*args, "--worker", "w2", command=HOSTNAMES)}
     runs = out / job / "runs"
     survivors: dict[str, str] = {}
