@@ -93,7 +93,7 @@ async def redis_lookup(url: str, stored: int, rng: random.Random) -> dict[str, f
     await frontier.reset()
     client = frontier._client
     hashes = [rng.getrandbits(64) for _ in range(stored)]
-    p = frontier.shard_prefix(frontier.shard_of(PROBE_HOST))  # the index is a shard's
+    p = frontier.near_prefix()  # the job's index, a slot of its own
     for start in range(0, stored, 20_000):
         async with client.pipeline(transaction=False) as pipe:
             for i, h in enumerate(hashes[start:start + 20_000], start):

@@ -13,6 +13,7 @@ from crawler.frontier import Candidate, Journal, Outcome, Prepared
 from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
 from crawler.politeness import Politeness
 from crawler.settings import load
+from crawler.urls import host_of
 from tests.conftest import RedisServer
 
 ORIGIN = "http://127.0.0.1:9"
@@ -174,6 +175,30 @@ async def test_near_duplicates_are_found_across_workers(make: Make) -> None:
     far = _done(three, simhash="ff00ff00ff00ff00")
     batch = await _ack(b, [near, far])
     assert batch.of(near).near_duplicate_of == one.url and batch.of(far).near_duplicate_of is None
+
+
+async def test_near_duplicates_are_found_across_hosts_of_other_shards(make: Make) -> None:
+    """The index is the job's, not a shard's: a mirror on another host (another shard) is a
+    near duplicate of the original, and a page of the same batch of one before it."""
+    a = make(worker="a")
+    hosts = ["http://127.0.0.1:1", "http://127.0.0.2:1", "http://127.0.0.3:1"]
+    assert len({a.shard_of(host_of(h + "/")) for h in hosts}) == 3
+    await _open(a, *(f"{h}/page" for h in hosts))
+    leased: list[Any] = []
+    for _ in range(50):  # a lease script takes one shard's URLs
+        leased += await a.lease(3, ())
+        if len(leased) == 3:
+            break
+        await asyncio.sleep(0.3)
+    first, second, third = sorted(leased, key=lambda r: r.url)
+    original = _done(first, simhash="00ff00ff00ff00ff")
+    batch = await _ack(a, [original])
+    assert batch.of(original).near_duplicate_of is None
+    mirror = _done(second, simhash="00ff00ff00ff00f8")  # 3 bits from the first
+    mate = _done(third, simhash="80ff00ff00ff00f8")  # 1 bit from the mirror, 4 from the first
+    batch = await _ack(a, [mirror, mate])
+    assert batch.of(mirror).near_duplicate_of == first.url
+    assert batch.of(mate).near_duplicate_of == second.url
 
 
 async def test_recrawl_on_a_new_run_queues_due_urls_with_their_validators(make: Make) -> None:

@@ -57,8 +57,8 @@ from .sqlite import run_id_for
 
 log = logging.getLogger(__name__)
 
-SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "commit",
-           "settle", "fence", "gate", "defer", "claim", "finish")
+SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "near",
+           "commit", "settle", "fence", "gate", "defer", "claim", "finish")
 CLUSTER_SCHEME = "redis-cluster://"
 LEASE_BATCH = 32  # URLs a lease script takes at least; the ones not asked for wait as spares
 SPARE_WAIT_S = 0.25  # with spares left, the least time between two lease scripts
@@ -128,6 +128,10 @@ def _torn_connection(exc: AttributeError) -> bool:
         and "'NoneType' object" in str(exc)
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -188,6 +192,11 @@ class RedisFrontier:
         """The prefix of a shard's keys (the queues, dedup, leases and history of its hosts):
         `#` is in no host name, so a shard's slot is never a host's."""
         return f"crawl:{{{self.job}:#{shard}}}:"
+
+    def near_prefix(self) -> str:
+        """The prefix of the job's near-duplicate index: a slot of its own, since a page's
+        near duplicates may be on any host of any shard."""
+        return f"crawl:{{{self.job}:#near}}:"
 
     def shard_of(self, host: str) -> int:
         """The shard of a host's URLs: a stable hash, the same in every worker."""
@@ -476,11 +485,20 @@ class RedisFrontier:
                 slots.append((len(flags) - 1, j, shard, runs[shard]))
                 entry["c"].append([c.url, c.depth, host, key])
         shards = sorted(work)
-        answers = dict(zip(shards, await asyncio.gather(*(
-            self._on_shard("prepare", shard, self._lease_ms, self._s.near_duplicate_distance,
-                           self._s.max_pages_per_host, batch_id, json.dumps(work[shard]["o"]),
-                           json.dumps(work[shard]["l"]))
-            for shard in shards)), strict=True))
+        fingerprinted = [i for i, o in enumerate(outcomes)
+                         if o.state == "done" and o.status != 304 and o.simhash is not None]
+        near_prefix = self.near_prefix()
+        near, *answered = await asyncio.gather(
+            self._patiently(self._scripts["near"], keys=[near_prefix + "np", near_prefix + FENCE],
+                            args=[near_prefix, self._s.near_duplicate_distance, json.dumps(
+                                [[outcomes[i].request.url, outcomes[i].simhash]
+                                 for i in fingerprinted])]) if fingerprinted else _nothing(),
+            *(self._on_shard("prepare", shard, self._lease_ms, self._s.max_pages_per_host,
+                             batch_id, json.dumps(work[shard]["o"]), json.dumps(work[shard]["l"]))
+              for shard in shards))
+        answers = dict(zip(shards, answered, strict=True))
+        near_of: dict[int, str | None] = dict(zip(
+            fingerprinted, _listed(json.loads(near)) if fingerprinted else [], strict=True))
         decoded = {shard: json.loads(raw) for shard, raw in answers.items()}
         counters: dict[tuple[int, int], int] = {}
         for f, j, shard, g in slots:
@@ -503,7 +521,7 @@ class RedisFrontier:
             answer = _listed(decoded[shard]["o"])[index - 1]
             if not answer["ok"]:
                 lost.append(o.request.url)
-            found.append(Admission(flags[firsts + i], answer["n"]))
+            found.append(Admission(flags[firsts + i], near_of.get(i)))
         if lost:
             raise FrontierUnavailable(
                 f"{len(lost)} lease(s) of this worker expired before their records were "

@@ -1,10 +1,11 @@
 -- Prelude of every script: the key layout and the helpers the transitions share.
 -- P = ARGV[1], the prefix of the keys the script works on; each prefix is one hash tag, so
--- one Redis Cluster slot, so that each script is one atomic step on one node. A job has three
+-- one Redis Cluster slot, so that each script is one atomic step on one node. A job has four
 -- kinds of prefixes: its own, "crawl:{JOB}:" (the job's slot), its shards', "crawl:{JOB:#S}:"
--- (S = 0 .. shards - 1; a host's URLs live in shard crc32(host) % shards), and its hosts',
--- "crawl:{JOB:HOST}:". On one server they are only prefixes; on a cluster, slots all over it.
--- Every script of the job's slot and of a shard also names the key P.."~", which never exists:
+-- (S = 0 .. shards - 1; a host's URLs live in shard crc32(host) % shards), its near-duplicate
+-- index's, "crawl:{JOB:#near}:", and its hosts', "crawl:{JOB:HOST}:". On one server they are
+-- only prefixes; on a cluster, slots all over it.
+-- Every script of the job's slot, of a shard and of the index also names the key P.."~", which never exists:
 -- while the slot migrates key by key, Redis answers such a script TRYAGAIN (some of its keys
 -- here, some not) on either master, so no script ever runs on half a slot (redis.py, FENCE).
 -- The job's slot: what is global to the job (one key each), touched once a batch at most.
@@ -31,11 +32,13 @@
 --                             answer: written by prepare, applied or dropped by settle
 --   "hist"            hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
 --                             last_modified, sha256, simhash, title]: the recrawl's validators
+--   "perhost:"..R     hash    URLs admitted per host in run R (--max-pages-per-host)
+--   "sweep"           hash    run, cursor: the recrawl sweep of the shard's history
+-- The job's near-duplicate index, "crawl:{JOB:#near}:" (a slot of its own: a page's near
+-- duplicates may be on any host; near.lua looks up and files a batch's pages in one script):
 --   "nb:"..I..":"..X  string  near-duplicate bucket (neardup.py): the simhashes whose 16-bit
 --                             block I is X, 8 bytes each (big-endian), at most NEAR_CAP
 --   "np"              hash    simhash -> URL of the first page that had it
---   "perhost:"..R     hash    URLs admitted per host in run R (--max-pages-per-host)
---   "sweep"           hash    run, cursor: the recrawl sweep of the shard's history
 -- A host (a slot per host, for the traffic of one host alone):
 --   "gate"            hash    the host's politeness window and pace (see gate.lua)
 --   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R

@@ -27,15 +27,6 @@ for _, o in ipairs(cjson.decode(raw)) do
       if o.f ~= cjson.null then h[4] = o.f end
       if o.st == 'done' and o.s ~= 304 then
         h[5], h[6], h[7], h[8], h[9], h[10] = o.s, o.e, o.m, o.h, o.x, o.ti
-        if o.x ~= cjson.null and redis.call('HSETNX', P .. 'np', o.x, o.u) == 1 then
-          local packed = sim_bytes(o.x)
-          for b = 0, 3 do
-            local bucket = near_bucket(b, o.x)
-            if redis.call('STRLEN', bucket) < 8 * NEAR_CAP then
-              redis.call('APPEND', bucket, packed)
-            end
-          end
-        end
       end
       for k = 5, 10 do h[k] = null(h[k]) end
       redis.call('HSET', P .. 'hist', o.u, cjson.encode(h))
