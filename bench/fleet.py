@@ -53,6 +53,18 @@ def _cpu_s(ports: list[int]) -> float:
     return total
 
 
+def _commands(ports: list[int]) -> dict[str, dict[str, float]]:
+    """INFO commandstats summed over the servers: calls and CPU microseconds per command."""
+    total: dict[str, dict[str, float]] = {}
+    for port in ports:
+        with redis.Redis(host="127.0.0.1", port=port) as client:
+            for name, stats in client.info("commandstats").items():
+                into = total.setdefault(name.removeprefix("cmdstat_"), {"calls": 0, "usec": 0})
+                into["calls"] += stats["calls"]
+                into["usec"] += stats["usec"]
+    return total
+
+
 def _cluster_ok(port: int) -> bool:
     with redis.Redis(host="127.0.0.1", port=port) as client:
         return bool(client.cluster("info")["cluster_state"] == "ok")
@@ -103,7 +115,11 @@ def main(argv: list[str]) -> int:
                 frontier = f"redis://127.0.0.1:{ports[0]}/0"
             idle = _cpu_s(ports)
             time.sleep(IDLE_S)  # what the servers burn doing nothing (cron, cluster bus)
+            for port in ports:
+                with redis.Redis(host="127.0.0.1", port=port) as client:
+                    client.config_resetstat()
             before = _cpu_s(ports)
+            each = [_cpu_s([p]) for p in ports]
             started = time.monotonic()
             procs = [subprocess.Popen([*crawl, "--frontier", frontier, "--worker", f"w{i}"])
                      for i in range(workers)]
@@ -111,6 +127,8 @@ def main(argv: list[str]) -> int:
             if cpu_path is not None:
                 cpu_path.write_text(json.dumps({
                     "redis_cpu_s": _cpu_s(ports) - before, "masters": len(ports),
+                    "per_master_cpu_s": [_cpu_s([p]) - b for p, b in zip(ports, each, strict=True)],
+                    "commands": _commands(ports),
                     "idle_cpu_s": (before - idle) / IDLE_S * (time.monotonic() - started)}),
                     encoding="utf-8")
         finally:

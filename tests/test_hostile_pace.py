@@ -194,7 +194,7 @@ async def test_a_fleet_spaces_a_slow_host_by_the_pace_its_workers_share(
     fleet's, so their starts together, not each worker's alone, are spaced by it."""
     job = "pace-fleet"
     client = aioredis.Redis.from_url(redis_server.url)
-    keys = [k async for k in client.scan_iter(match=f"crawl:{{{job}}}:*")]
+    keys = [k async for k in client.scan_iter(match=f"crawl:{{{job}*")]
     if keys:
         await client.delete(*keys)
     # more URLs than one lease script takes (LEASE_BATCH, the rest kept as a worker's spares),
@@ -208,7 +208,8 @@ async def test_a_fleet_spaces_a_slow_host_by_the_pace_its_workers_share(
     for result in results:
         assert result.returncode == 0, str(result)
         assert_no_traceback(result)
-    assert await client.hget(f"crawl:{{{job}}}:pace", "127.0.0.1") is not None
+    assert await client.hget(f"crawl:{{{job}:127.0.0.1}}:gate", "p") is not None, \
+        "the pace in the host's window hash"
     await client.aclose()
 
     starts = sorted(h.at for h in site.log if h.path_qs.startswith("/slow/"))

@@ -34,7 +34,10 @@ class Store:
 
     async def pages(self, hashes: list[int], batch: int = 100) -> list[str | None]:
         """Fetch one page per fingerprint, in order; each page's near_duplicate_of."""
-        urls = [f"http://h{i % 50}.test/{i}" for i in range(len(hashes))]
+        # Redis keeps the index per shard (README, "On a Redis Cluster"): its pages are of one
+        # host, so that they share one; SQLite's is the job's, across 50 hosts
+        hosts = 50 if self.kind == "sqlite" else 1
+        urls = [f"http://h{i % hosts}.test/{i}" for i in range(len(hashes))]
         await self.frontier.open(urls, fresh=False, recrawl_after_s=0)
         leased: dict[str, Request] = {}
         while len(leased) < len(urls):
@@ -62,7 +65,8 @@ class Store:
             finally:
                 db.close()
         client = self.frontier._client
-        keys = [k async for k in client.scan_iter(match=self.frontier.prefix + "nb:*")]
+        keys = [k async for k in client.scan_iter(
+            match=f"crawl:{{{self.frontier.job}:#*}}:nb:*")]
         return [await client.strlen(k) // 8 for k in keys]
 
 

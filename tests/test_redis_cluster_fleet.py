@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,17 +17,26 @@ import pytest
 from aiohttp import web
 from redis.cluster import RedisCluster as ClusterClient
 
+from crawler.frontier.redis import SHARDS
 from tests.conftest import (
     RedisCluster,
     assert_no_traceback,
     complete_records,
     config_file,
+    crawl_env,
     fast,
     load_run,
-    reap,
     seeds_file,
     start_crawl,
     wait_until,
+)
+from tests.fleets import (
+    Killed,
+    assert_not_fetched_again,
+    finish,
+    kill_one_and_finish,
+    recorded,
+    stop,
 )
 
 HOSTNAMES = (sys.executable, "-m", "tests.hostnames")
@@ -33,14 +44,19 @@ PAGES = 24  # per host
 PER_HOST = 2
 
 
+def _shard_key(job: str, host: str) -> str:
+    """A key of the shard that holds `host`'s queue, dedup, leases and history."""
+    return f"crawl:{{{job}:#{zlib.crc32(host.encode()) % SHARDS}}}:count"
+
+
 def _hosts(cluster: RedisCluster, job: str) -> list[str]:
-    """Three `.test` host names whose keys land on three different masters."""
+    """Three `.test` host names whose shards land on three different masters."""
     client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
     try:
         chosen: dict[int, str] = {}
         for i in range(200):
             name = f"h{i}.test"
-            port = client.get_node_from_key(f"crawl:{{{job}:{name}}}:gate").port
+            port = client.get_node_from_key(_shard_key(job, name)).port
             chosen.setdefault(port, name)
             if len(chosen) == RedisCluster.MASTERS:
                 return sorted(chosen.values())
@@ -94,50 +110,47 @@ async def test_three_workers_on_a_cluster_one_killed_lose_nothing(
             "--job", job, "--frontier", redis_cluster.url, "--config", config]
     crawls = {name: await start_crawl(*args, "--worker", name, command=HOSTNAMES)
               for name in ("w1", "w2", "w3")}
-    runs = out / job / "runs"
-    orphans: list[int] = []
-    try:
-        await wait_until(lambda: len(complete_records(runs.glob("*/pages-w2.jsonl"))) >= 3,
-                         60, "w2's first pages")
-        orphans = crawls["w2"].descendants()
-        crawls["w2"].signal(signal.SIGKILL)
-        assert (await crawls["w2"].wait(30)).returncode == -signal.SIGKILL
-        recorded = {r["url"] for kind in ("pages", "errors")
-                    for r in complete_records(runs.glob(f"*/{kind}-w2.jsonl"))}
-        mark = len(hits)
-        for name in ("w1", "w3"):
-            result = await crawls[name].wait(180)
-            assert result.returncode == 0, f"{name}: {result}"
-            assert_no_traceback(result)
-    finally:
-        reap(orphans)
-        for crawl in crawls.values():
-            with contextlib.suppress(ProcessLookupError):
-                crawl.proc.kill()
+    # the first worker with pages dies: which one gets the first URLs is a race
+    killed = await kill_one_and_finish(crawls, None, out / job / "runs", _fetched(hits, port))
     run = load_run(out, job)
     urls = Counter(str(p["url"]) for p in run.pages)
     expected = {f"http://{h}:{port}/p/{n}" for h in hosts for n in range(PAGES)}
     assert set(urls) == expected, "every page of every host"
     assert max(urls.values()) == 1, "one record per URL"
     assert not run.errors
-    fetched = Counter(f"http://{h}:{port}{p}" for h, p in hits if p != "/robots.txt")
-    again = {u for u, n in fetched.items() if n > 1}
-    assert not again & recorded, "a URL with a record was fetched again"
-    assert again <= {f"http://{h}:{port}{p}" for h, p in hits[:mark]}
+    assert_not_fetched_again(_fetched(hits, port)(), killed)
     assert [p for _, p in hits].count("/robots.txt") == len(hosts), "robots.txt once a host"
     assert max(most.values()) <= PER_HOST, f"per_host held for the fleet: {dict(most)}"
     assert run.stats.get("finished_at"), "the run finished by itself"
-    # the job's keys and its hosts' keys sit on every master
+    # the job's frontier itself is spread: each master holds the queue, dedup buckets and
+    # history of a shard, and the counts of every shard say nothing is left
     client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
     try:
-        owners = set()
-        for node in client.get_primaries():
-            keys = client.scan_iter(match=f"crawl:{{{job}*", target_nodes=node)
-            if any(True for _ in keys):
-                owners.add(node.port)
-        assert len(owners) == RedisCluster.MASTERS
+        for kind in ("hist", "seen:*", "tokens"):
+            owners = {node.port for node in client.get_primaries() if any(
+                True for _ in client.scan_iter(match=f"crawl:{{{job}:#*}}:{kind}",
+                                               target_nodes=node))}
+            assert len(owners) == RedisCluster.MASTERS, f"{kind} on every master"
+        _assert_settled(client, job, len(expected))
     finally:
         client.close()
+
+
+def _fetched(hits: list[tuple[str, str]], port: int) -> Any:
+    """The site's request log as URLs, robots.txt left out, read when called."""
+    return lambda: [f"http://{h}:{port}{p}" for h, p in hits if p != "/robots.txt"]
+
+
+def _assert_settled(client: ClusterClient, job: str, pages: int) -> None:
+    """Every shard's pending count is zero (a batch applied twice would make one negative),
+    no lease or stage is left, and each URL has one history entry."""
+    counts = [int(client.hget(f"crawl:{{{job}:#{s}}}:count", "p") or 0) for s in range(SHARDS)]
+    assert counts == [0] * SHARDS, f"pending per shard: {counts}"
+    assert sum(client.hlen(f"crawl:{{{job}:#{s}}}:lease") for s in range(SHARDS)) == 0
+    assert sum(client.hlen(f"crawl:{{{job}:#{s}}}:hist") for s in range(SHARDS)) == pages
+    stages = [k for node in client.get_primaries() for k in client.scan_iter(
+        match=f"crawl:{{{job}:#*}}:stage:*", target_nodes=node)]
+    assert not stages, f"batches left staged: {stages}"
 
 
 def _owner(cluster: RedisCluster, key: str) -> int:
@@ -209,9 +222,10 @@ async def test_a_restarted_cluster_node_is_waited_out(
     _every_page_once(out, job, port, hosts, hits)
 
 
-def _migrate(cluster: RedisCluster, key: str, pipeline: int) -> None:
+def _migrate(cluster: RedisCluster, key: str, pipeline: int, pause: float = 0.0) -> None:
     """Move `key`'s slot to another master as `redis-cli --cluster reshard` does: IMPORTING
-    and MIGRATING, MIGRATE of its keys `pipeline` at a time, then SETSLOT NODE everywhere."""
+    and MIGRATING, MIGRATE of its keys `pipeline` at a time (`pause` seconds apart, so that
+    the workers meet the slot half moved), then SETSLOT NODE everywhere."""
     import redis
 
     client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
@@ -229,6 +243,7 @@ def _migrate(cluster: RedisCluster, key: str, pipeline: int) -> None:
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, pipeline):
             src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            time.sleep(pause)
         for node in cluster.nodes:
             with redis.Redis(host="127.0.0.1", port=node.port) as one:
                 one.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
@@ -238,27 +253,82 @@ def _migrate(cluster: RedisCluster, key: str, pipeline: int) -> None:
 
 
 @pytest.mark.slow
-async def test_slots_moved_during_a_crawl_lose_nothing(
+async def test_slots_moved_key_by_key_during_a_crawl_lose_nothing(
         multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
-    """A host's slot moved key by key, and the job's own slot moved in one MIGRATE (the
-    pipeline covers its keys: see README, "Running a fleet" on resharding)."""
+    """A shard's slot (a host's queue, dedup, leases, history), the job's own slot (journals,
+    run, worker names) and a host's slot (its window) each moved key by key while two
+    workers crawl: scripts meeting a slot half moved wait for it (TRYAGAIN), nothing is lost
+    or applied twice, nothing fetched twice."""
     job = "cluster-move"
     port, hits, _ = multi_site
     hosts = _hosts(redis_cluster, job)
-    moved: list[int] = []
+    moved: list[str] = []
+    keys = {"shard": _shard_key(job, hosts[0]), "job": f"crawl:{{{job}}}:run",
+            "host": f"crawl:{{{job}:{hosts[1]}}}:gate"}
 
     async def move() -> None:
-        host_key = f"crawl:{{{job}:{hosts[0]}}}:gate"
-        job_key = f"crawl:{{{job}}}:run"
-        before = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
-        await asyncio.to_thread(_migrate, redis_cluster, host_key, 1)
-        await asyncio.to_thread(_migrate, redis_cluster, job_key, 100_000)
-        after = (_owner(redis_cluster, host_key), _owner(redis_cluster, job_key))
-        moved.extend(a for a, b in zip(after, before, strict=True) if a != b)
+        for what, key in keys.items():
+            before = _owner(redis_cluster, key)
+            await asyncio.to_thread(_migrate, redis_cluster, key, 1, 0.02)
+            if _owner(redis_cluster, key) != before:
+                moved.append(what)
 
     out = await _crawl_two(tmp_path, redis_cluster, job, port, hosts, move)
-    assert len(moved) == 2, "both slots changed masters mid-crawl"
+    assert moved == list(keys), "every slot changed masters mid-crawl"
     _every_page_once(out, job, port, hosts, hits)
+    client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    try:
+        _assert_settled(client, job, len(hosts) * PAGES)
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "verdict"), [("before-commit", "fenced"),
+                                                 ("redis-committed", "applied")])
+async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing_twice(
+        multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster, point: str,
+        verdict: str) -> None:
+    """w1 (started first, so it has the seeds) dies by SIGKILL at its first batch, between
+    prepare and the journal write (its batch staged in the
+    shards: a reaper fences it and queues its URLs again) or between the journal write and
+    the shards' apply (committed: a reaper applies it, and w1's records come from its journal,
+    settled onto its files by w2). w2 finishes the job alone."""
+    job = f"cluster-{point}"
+    port, hits, _ = multi_site
+    hosts = _hosts(redis_cluster, job)
+    out = tmp_path / "out"
+    config = config_file(tmp_path, "lease_timeout = 2.0\n")
+    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
+            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
+            "--job", job, "--frontier", redis_cluster.url, "--config", config]
+    crawls = {"w1": await start_crawl(*args, "--worker", "w1", command=HOSTNAMES,
+                                      env=crawl_env(CRAWL_FAILPOINT=f"{point}:1")),
+              "w2": await start_crawl(*args, "--worker", "w2", command=HOSTNAMES)}
+    runs = out / job / "runs"
+    survivors: dict[str, str] = {}
+    try:
+        assert (await crawls["w1"].wait(60)).returncode == -signal.SIGKILL
+        at_death = recorded(runs, "w1")
+        mark = len(_fetched(hits, port)())
+        await finish(crawls, skip="w1", into=survivors)
+    finally:
+        stop(crawls.values())
+    assert "batch w1:" in survivors["w2"] and verdict in survivors["w2"], survivors["w2"]
+    run = load_run(out, job)
+    urls = Counter(str(p["url"]) for p in run.pages)
+    assert set(urls) == {f"http://{h}:{port}/p/{n}" for h in hosts for n in range(PAGES)}
+    assert max(urls.values()) == 1, "one record per URL"
+    assert run.stats.get("finished_at"), "the run finished by itself"
+    fetched = _fetched(hits, port)()
+    # a committed batch's URLs have records (settled from w1's journal): never fetched again
+    final = recorded(runs, "w1")
+    assert_not_fetched_again(fetched, Killed(final if verdict == "applied" else at_death, mark))
+    client = ClusterClient(host="127.0.0.1", port=redis_cluster.nodes[0].port)
+    try:
+        _assert_settled(client, job, len(hosts) * PAGES)
+    finally:
+        client.close()
 
 
 async def test_the_frontier_on_a_cluster_leases_acks_and_resets_every_master(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,11 +24,11 @@ from tests.conftest import (
     config_file,
     fast,
     load_run,
-    reap,
     seeds_file,
     start_crawl,
     wait_until,
 )
+from tests.fleets import assert_not_fetched_again, kill_one_and_finish
 from tests.test_durability import Tree, _check_run, tree  # noqa: F401 -- the fixture
 
 JOB = "fleet"
@@ -51,7 +50,7 @@ async def _reset(redis_url: str) -> None:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=f"crawl:{{{JOB}}}:*")]
+    keys = [k async for k in client.scan_iter(match=f"crawl:{{{JOB}*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()
@@ -65,33 +64,15 @@ async def test_three_workers_one_killed_lose_nothing_and_the_others_finish(
     out = tmp_path / "out"
     args = _args(tree, tmp_path, redis_server.url, 2.0)
     crawls = {name: await start_crawl(*args, "--worker", name) for name in ("w1", "w2", "w3")}
-    orphans: list[int] = []
-    try:
-        await wait_until(lambda: len(_part(out, "pages", "w2")) >= 3, 30, "w2's first pages")
-        orphans = crawls["w2"].descendants()
-        crawls["w2"].signal(signal.SIGKILL)
-        killed = await crawls["w2"].wait(30)
-        assert killed.returncode == -signal.SIGKILL
-        mark = len(tree.log)
-        recorded = {r["url"] for k in ("pages", "errors") for r in _part(out, k, "w2")}
-        for name in ("w1", "w3"):
-            result = await crawls[name].wait(120)
-            assert result.returncode == 0, f"{name}: {result}"
-            assert_no_traceback(result)
-    finally:
-        reap(orphans)
-        for crawl in crawls.values():
-            with contextlib.suppress(ProcessLookupError):
-                crawl.proc.kill()
+    # the first worker with pages dies: which one gets the first URLs is a race
+    killed = await kill_one_and_finish(crawls, None, out / JOB / "runs", tree.fetched,
+                                       timeout=120)
     run = load_run(out, JOB)
     assert {p.name for p in run.dir.glob("pages-*.jsonl")} == {
         "pages-w1.jsonl", "pages-w2.jsonl", "pages-w3.jsonl"}
     _check_run(tree, run.pages, run.errors, run.links, run.stats)
-    fetched = Counter(tree.fetched())
-    again = {url for url, n in fetched.items() if n > 1}
-    assert not again & recorded, "a URL with a record was fetched again"
-    assert again <= set(tree.fetched()[:mark]), "only the dead worker's in-flight URLs twice"
-    assert max(fetched.values()) <= 2
+    again = assert_not_fetched_again(tree.fetched(), killed)
+    assert max(Counter(tree.fetched()).values()) <= 2
     assert len(again) <= 2 * 2 + 2, "at most what the dead worker had leased"
     assert (out / JOB / "latest").resolve() == run.dir.resolve()
 

@@ -13,6 +13,7 @@ from crawler.frontier import Candidate, Journal, Outcome, Prepared
 from crawler.frontier.redis import FrontierUnavailable, RedisFrontier
 from crawler.politeness import Politeness
 from crawler.settings import load
+from crawler.urls import host_of
 from tests.conftest import RedisServer
 
 ORIGIN = "http://127.0.0.1:9"
@@ -110,11 +111,17 @@ async def test_ack_applied_once_when_retried_after_a_lost_reply(make: Make) -> N
     await _open(a, f"{ORIGIN}/1")
     [request] = await a.lease(1, ())
     outcome = _done(request, f"{ORIGIN}/2")
+    await a.prepare([outcome])
+    # the same prepare again, as `_patiently` sends it when the reply was lost
+    a._batches -= 1
+    a._known.clear()
     batch = await a.prepare([outcome])
+    assert batch.of(outcome).admitted == [True], "the staged answer, not a second admission"
     journal = Journal({"pages": (0, b"x\n")}, {})
+    sent = a._open_batch
     await a.commit(batch, journal)
-    a._seq -= 1  # the same batch again, as `_patiently` sends it when the reply was lost
-    a._tokens[request.url] = "stale"
+    # the same scripts again, as `_patiently` sends them when a reply was lost
+    a._open_batch, a._seq, a._last_batch = sent, a._seq - 1, ""
     await a.commit(batch, journal)
     assert await a.pending() == 1, "/2 queued once, /1 acked once"
 
@@ -170,6 +177,30 @@ async def test_near_duplicates_are_found_across_workers(make: Make) -> None:
     assert batch.of(near).near_duplicate_of == one.url and batch.of(far).near_duplicate_of is None
 
 
+async def test_near_duplicates_are_found_across_hosts_of_other_shards(make: Make) -> None:
+    """The index is the job's, not a shard's: a mirror on another host (another shard) is a
+    near duplicate of the original, and a page of the same batch of one before it."""
+    a = make(worker="a")
+    hosts = ["http://127.0.0.1:1", "http://127.0.0.2:1", "http://127.0.0.3:1"]
+    assert len({a.shard_of(host_of(h + "/")) for h in hosts}) == 3
+    await _open(a, *(f"{h}/page" for h in hosts))
+    leased: list[Any] = []
+    for _ in range(50):  # a lease script takes one shard's URLs
+        leased += await a.lease(3, ())
+        if len(leased) == 3:
+            break
+        await asyncio.sleep(0.3)
+    first, second, third = sorted(leased, key=lambda r: r.url)
+    original = _done(first, simhash="00ff00ff00ff00ff")
+    batch = await _ack(a, [original])
+    assert batch.of(original).near_duplicate_of is None
+    mirror = _done(second, simhash="00ff00ff00ff00f8")  # 3 bits from the first
+    mate = _done(third, simhash="80ff00ff00ff00f8")  # 1 bit from the mirror, 4 from the first
+    batch = await _ack(a, [mirror, mate])
+    assert batch.of(mirror).near_duplicate_of == first.url
+    assert batch.of(mate).near_duplicate_of == second.url
+
+
 async def test_recrawl_on_a_new_run_queues_due_urls_with_their_validators(make: Make) -> None:
     a = make(worker="a")
     await _open(a, f"{ORIGIN}/1")
@@ -211,15 +242,9 @@ async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Ma
     a = make(worker="a")
     await _open(a)
     n = 20_000
-    args: list[Any] = []
-    for i in range(n):
-        args += [f"http://example{i % 50}.test/page/{i}", 1, "", f"example{i % 50}.test"]
-    added = [await a._call("enqueue", 0, *args[start:start + 4000])
-             for start in range(0, len(args), 4000)]
-    assert sum(added) == n == await a.pending()
-    again = [await a._call("enqueue", 0, *args[start:start + 4000])
-             for start in range(0, len(args), 4000)]
-    assert sum(again) == 0
+    urls = [(f"http://example{i % 50}.test/page/{i}", 1, "") for i in range(n)]
+    assert await a._enqueue(urls) == n == await a.pending()
+    assert await a._enqueue(urls) == 0
     sizes = await a.memory()
     assert sizes["urls"] == n and 0 < sizes["seen"] < sizes["all"]
 
@@ -240,7 +265,7 @@ async def test_the_fleet_shares_a_hosts_pace_and_its_doubling(
     await mine.aclose()  # every pace and deferral has reached Redis
     await _open(b)
     assert await b.take("h", 1.0, 0.0) > 3, "the doubling holds fleet-wide"
-    await a._command("HDEL", a.shard("h") + "gate", "n")  # only the pace is under test
+    await a._command("HDEL", a.host_prefix("h") + "gate", "n")  # only the pace is under test
     other = theirs.slot("h")
     assert other.spacing() == 0.0, "nothing learnt yet"
     async with other:
@@ -262,3 +287,21 @@ async def test_a_stopping_worker_gives_its_windows_back(make: Make,
         assert await b.take("h", 1.0, 0.0) > 0, "a holds the window while it fetches"
     await politeness.aclose()
     assert await b.take("h", 1.0, 0.0) == 0, "given back at a's close, not at its expiry"
+
+
+async def test_a_hosts_pace_lives_in_its_gate_and_comes_with_its_window(make: Make) -> None:
+    a, b = make(worker="a"), make(worker="b")
+    await _open(a)
+    await _open(b)
+    await a.pace("h", 2.5)
+    assert await a._command("HGET", a.host_prefix("h") + "gate", "p") == b"2500", \
+        "in the host's slot, beside its window"
+
+    async def hgets() -> int:
+        return int((await b._client.info("commandstats"))["cmdstat_hget"]["calls"])
+
+    assert await b.take("h", 1.0, 0.0) == 0
+    before = await hgets()
+    assert await b.pace("h") == 2.5, "the pace the window came with"
+    assert await hgets() == before, "read with the window, no HGET of its own"
+    assert await b.pace("h") == 2.5, "read from Redis again later"

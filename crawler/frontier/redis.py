@@ -1,11 +1,20 @@
-"""The shared frontier: one Redis for any number of workers on any number of machines.
+"""The shared frontier: one Redis (or a Redis Cluster) for any number of workers on any number
+of machines.
 
 Each transition of a URL is one Lua script in `lua/` (their key layout is drawn in
-`lua/common.lua`), so no worker ever sees half of another's step: `enqueue` (dedup), `lease`
-(a token and a deadline; expired leases are reaped first), `prepare` + `ack` (a batch's
-outcomes, its new links and the worker's journal at once), `release`, `renew`. Records are
-JSON, never pickle. A worker that cannot reach Redis retries with back-off for
-`lease_timeout` seconds (by then its leases are gone anyway), then stops with exit 1.
+`lua/common.lua`), so no worker ever sees half of another's step. A job's keys have three
+kinds of prefixes, each one hash tag: the job's own (run, worker names, journals), its
+SHARDS shards' (the queues, dedup, leases, history and near-duplicate index of the hosts that
+hash to the shard) and its hosts' (politeness window, robots.txt); a script touches one of
+them, so on a cluster each runs on one master. URL steps run in their host's shard: `enqueue`
+(dedup), `lease` (a token and a deadline; expired leases are reaped first), `release`, `renew`.
+A batch commits in three steps: `prepare` stages its outcomes in their shards and queues its
+new links in theirs, `commit` writes the worker's journal in the job's slot (the commit
+point), `settle` applies each shard's staged outcomes; a staged lease found expired is settled
+by its reaper as the job's slot says (`fence`: applied if committed, else fenced and queued
+again). Records are JSON, never pickle. A worker that cannot reach Redis retries with
+back-off for `lease_timeout` seconds (by then its leases are gone anyway), then stops with
+exit 1.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import secrets
 import socket
 import time
 import traceback
+import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -31,10 +41,11 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import failpoints
 from ..clock import iso
 from ..errors import FrontierUnavailable, LockedError
 from ..models import Request
@@ -46,14 +57,25 @@ from .sqlite import run_id_for
 
 log = logging.getLogger(__name__)
 
-SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "ack", "gate",
-           "defer", "claim", "finish")
+SCRIPTS = ("open", "sweep", "enqueue", "lease", "release", "renew", "prepare", "near",
+           "commit", "settle", "fence", "gate", "defer", "claim", "finish")
 CLUSTER_SCHEME = "redis-cluster://"
 LEASE_BATCH = 32  # URLs a lease script takes at least; the ones not asked for wait as spares
 SPARE_WAIT_S = 0.25  # with spares left, the least time between two lease scripts
 KNOWN_MAX = 1_000_000  # link hashes a worker remembers as known to the job before forgetting
 SWEEP_STEP = 500  # history entries per recrawl-sweep step: Redis is never blocked for long
 MAX_SLOTS = 1000  # automatic worker names per machine
+# A new job's shards: enough hash slots to spread a job over a cluster of a dozen masters, few
+# enough that a batch's links touch a handful and the completion check reads them all at
+# once. Kept in the job's run hash: a job keeps its number whatever this one becomes.
+SHARDS = 16
+# A key no script writes, declared by every script of the job's slot and of its shards beside
+# the slot's own key: while the slot migrates (`redis-cli --cluster reshard`, key by key), a
+# command naming a key present and one missing is answered TRYAGAIN on either side, so no
+# script runs on half a slot's keys (it would fail halfway, Lua does not roll back); the
+# script waits (`_patiently`) and runs once the slot sits on one master.
+FENCE = "~"
+COLLECTS = 50  # double collects of the shards' counts tried before trusting a nonzero sum
 
 
 def machine_name() -> str:
@@ -92,14 +114,9 @@ def connect(url: str) -> Any:
                                    retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
 
-def _admitted_by_referrer(candidates: Sequence[Candidate],
-                          admitted: Sequence[bool]) -> list[tuple[str, list[Any]]]:
-    """Those candidates `prepare` admitted, as (referrer, ack entries), in runs of one
-    referrer."""
-    chosen = [c for c, ok in zip(candidates, admitted, strict=True) if ok]
-    return [(group[0].referrer, [[c.url, c.depth, host_of(c.url), link_key(c.url)]
-                                 for c in group])
-            for group in _by_referrer(chosen)]
+def _listed(value: Any) -> list[Any]:
+    """A list from Lua's cjson, which encodes an empty table as `{}`."""
+    return value if isinstance(value, list) else []
 
 
 def _torn_connection(exc: AttributeError) -> bool:
@@ -109,6 +126,10 @@ def _torn_connection(exc: AttributeError) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename \
         and "'NoneType' object" in str(exc)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _text(value: Any) -> str:
@@ -132,41 +153,85 @@ class RedisFrontier:
             for name in SCRIPTS}
         self.machine = machine_name()
         self.worker = ""
-        self._holder = f"{self.machine} {os.getpid()} {secrets.token_hex(4)}"
+        self._nonce = secrets.token_hex(4)
+        self._holder = f"{self.machine} {os.getpid()} {self._nonce}"
         self._run_id = ""
         self._run_no = 0
+        self._shards = SHARDS  # the job's, from `open`
         self._seq = 0
-        self._tokens: dict[str, str] = {}  # url -> lease token, from lease to ack or release
+        self._batches = 0  # batches this process prepared: their ids are WORKER:NONCE:N
+        self._open_batch: tuple[Prepared, str, list[int]] | None = None  # prepared, id, shards
+        self._last_batch = ""  # this process's last settled batch (committed, applied)
+        self._tokens: dict[str, str] = {}  # url -> lease token, from lease to commit or release
         self._known: set[str] = set()  # link keys the job has seen: never sent again
         self._spare: list[Request] = []  # leased by this worker, not yet handed out
         self._leased_at = 0.0  # monotonic time of the last lease script
-        self._reaped_at = 0.0  # ... of the last one that ran (and so reaped expired leases)
-        self._dry: tuple[frozenset[str], float] | None = None  # skip hosts, time: it was empty
+        self._reaped_at = 0.0  # ... of the last reaping pass over every shard
+        self._probed_at = 0.0  # ... of the last look at every shard's queued hosts
+        self._live: set[int] = set()  # shards that may have queued hosts (a look finds them)
+        self._dry: dict[int, float] = {}  # shard -> until when a lease there is not tried
+        self._cursor = secrets.randbelow(SHARDS)  # the shard leases start from
+        self._handed: dict[str, float | None] = {}  # host -> pace that came with its window
         self._down: FrontierUnavailable | None = None
         self._renewer: asyncio.Task[None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _call(self, name: str, *args: Any) -> Any:
-        """Run one script on the job's keys (see `_patiently`)."""
+        """Run one script on the job's own keys (see `_patiently`)."""
         script = self._scripts[name]
-        return await self._patiently(script, keys=[self.prefix + "run"],
+        return await self._patiently(script, keys=[self.prefix + "run", self.prefix + FENCE],
                                      args=[self.prefix, *args])
 
-    def shard(self, host: str) -> str:
+    def host_prefix(self, host: str) -> str:
         """The prefix of the keys about one host alone (its window, its robots.txt): a hash
         slot of its own, so that a cluster spreads the hosts over its masters."""
         return f"crawl:{{{self.job}:{host}}}:"
 
+    def shard_prefix(self, shard: int) -> str:
+        """The prefix of a shard's keys (the queues, dedup, leases and history of its hosts):
+        `#` is in no host name, so a shard's slot is never a host's."""
+        return f"crawl:{{{self.job}:#{shard}}}:"
+
+    def near_prefix(self) -> str:
+        """The prefix of the job's near-duplicate index: a slot of its own, since a page's
+        near duplicates may be on any host of any shard."""
+        return f"crawl:{{{self.job}:#near}}:"
+
+    def shard_of(self, host: str) -> int:
+        """The shard of a host's URLs: a stable hash, the same in every worker."""
+        return zlib.crc32(host.encode()) % self._shards
+
+    def _url_shard(self, url: str) -> int:
+        return self.shard_of(host_of(url))
+
+    async def _on_shard(self, name: str, shard: int, *args: Any) -> Any:
+        """Run one script on one shard's keys, given the run number (see `_patiently`)."""
+        prefix = self.shard_prefix(shard)
+        return await self._patiently(self._scripts[name], keys=[prefix + "count", prefix + FENCE],
+                                     args=[prefix, self._run_no, *args])
+
     async def _on_host(self, name: str, host: str, *args: Any) -> Any:
         """Run one script on the keys of `host` (see `_patiently`)."""
-        prefix = self.shard(host)
+        prefix = self.host_prefix(host)
         return await self._patiently(self._scripts[name], keys=[prefix + "gate"],
                                      args=[prefix, *args])
 
     async def _command(self, *args: Any) -> Any:
         """Run one plain command (see `_patiently`)."""
         return await self._patiently(self._client.execute_command, *args)
+
+    async def _each_shard(self, *command: str) -> list[Any]:
+        """One command on the same key of every shard (`command[1]` is the key's name in the
+        shard), in one pipeline: one round trip on a server, one per master on a cluster."""
+        async def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for shard in range(self._shards):
+                pipe.execute_command(command[0], self.shard_prefix(shard) + command[1],
+                                     *command[2:])
+            return list(await pipe.execute())
+        got: list[Any] = await self._patiently(run)
+        return got
 
     async def _patiently(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                          **kwargs: Any) -> Any:
@@ -179,12 +244,13 @@ class RedisFrontier:
         while True:
             try:
                 return await fn(*args, **kwargs)
-            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
+            except (RedisConnectionError, RedisTimeoutError, OSError, ClusterError,
                     SlotNotCoveredError, TryAgainError, AttributeError) as exc:
                 if isinstance(exc, AttributeError) and not _torn_connection(exc):
                     raise
                 # a cluster whose master is restarting is down (or its slots uncovered) for
-                # a while, as a server restarting is unreachable; TRYAGAIN: a slot in motion
+                # a while, as a server restarting is unreachable; TRYAGAIN (and redis-py's
+                # "TTL exhausted" after its own TRYAGAIN retries): a slot in motion
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._s.lease_timeout
@@ -208,27 +274,41 @@ class RedisFrontier:
         await self._claim_name()
         now = datetime.now(UTC)
         while True:
-            answer = [_text(v) for v in await self._call("open", run_id_for(now), iso(now))]
+            answer = [_text(v) for v in await self._call("open", run_id_for(now), iso(now),
+                                                         SHARDS)]
             if answer[0] != "retry":
                 break
             now = max(now, datetime.strptime(answer[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))
             now = datetime.fromtimestamp(now.timestamp() + 1, UTC)
-        state, self._run_id, started_at, number = answer
+        state, self._run_id, started_at, number, shards = answer
         self._run_no = int(number)
-        while not await self._call("sweep", time.time() - recrawl_after_s, SWEEP_STEP):
-            pass
-        args: list[Any] = []
-        for url in seeds:
-            args += [url, 0, "", host_of(url)]
-        if args:
-            await self._call("enqueue", self._s.max_pages_per_host, *args)
+        self._shards = int(shards)
+        self._cursor %= self._shards
+        for shard in range(self._shards):
+            while not await self._on_shard("sweep", shard, time.time() - recrawl_after_s,
+                                           SWEEP_STEP):
+                pass
+        await self._enqueue([(url, 0, "") for url in seeds])
         journal = await self._journal(self.worker)
+        self._seq = journal[1] if journal else 0
         if journal is not None and journal[0] != self._run_id:
             journal = None  # the worker's files of an earlier run are settled as an orphan's
-        self._seq = journal[1] if journal else 0
         self._renewer = asyncio.create_task(self._renew_loop(), name="lease renewal")
         return RunInfo(run_id=self._run_id, started_at=started_at, resumed=state == "resumed",
                        journal=journal[2] if journal else Journal(), worker=self.worker)
+
+    async def _enqueue(self, urls: Sequence[tuple[str, int, str]]) -> int:
+        """Admit URLs (url, depth, referrer or "") into their hosts' shards; how many."""
+        by_shard: dict[int, list[Any]] = {}
+        for url, depth, referrer in urls:
+            host = host_of(url)
+            by_shard.setdefault(self.shard_of(host), []).extend([url, depth, referrer, host])
+        added = 0
+        for shard, args in by_shard.items():
+            for start in range(0, len(args), 4000):
+                added += int(await self._on_shard("enqueue", shard, self._s.max_pages_per_host,
+                                                  *args[start:start + 4000]))
+        return added
 
     async def _claim_name(self) -> None:
         """`worker` when set, else the lowest free `MACHINE-N`: a worker restarted on this
@@ -268,7 +348,7 @@ class RedisFrontier:
                 Journal(files=files, totals=totals))
 
     async def lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
-        """Up to `n` URLs: first this worker's spares, then a lease script for at least
+        """Up to `n` URLs: first this worker's spares, then lease scripts for at least
         LEASE_BATCH (one script a handful of pages, not one a page); the URLs left over are
         spares, renewed with the others and released at `close`."""
         skip = set(skip_hosts)
@@ -285,111 +365,218 @@ class RedisFrontier:
         return out
 
     async def _lease(self, n: int, skip_hosts: Collection[str]) -> list[Request]:
-        # nothing queued anywhere: a plain ZCARD says so for a fraction of a script's cost,
-        # and the script (which also reaps dead workers' leases) runs a few times a lease
+        """A lease script runs only on a shard known to have queued hosts (`_live`: the last
+        look said so, or this worker queued links there) and that gave URLs the last time
+        (or not within SPARE_WAIT_S); a worker sticks to one shard while it has URLs for it,
+        one script a lease batch. When no shard is known live, one pipelined ZCARD over the
+        shards' ready sets, at most every SPARE_WAIT_S, looks again for a fraction of a
+        script's cost."""
         now = time.monotonic()
-        reap_due = now - self._reaped_at >= self._s.lease_timeout / 4
-        if not reap_due:
-            dry = self._dry
-            if dry is not None and set(skip_hosts) >= dry[0] and now - dry[1] < SPARE_WAIT_S:
-                return []  # the hosts that had URLs are still skipped: so soon, still dry
-            if not await self._command("ZCARD", self.prefix + "ready"):
-                return []
-        self._reaped_at = now
+        if now - self._reaped_at >= self._s.lease_timeout / 4:
+            self._reaped_at = now  # dead workers' leases, in shards nobody leases from too
+            for shard in range(self._shards):
+                _, staged, _ = await self._on_shard("lease", shard, self.worker, 0,
+                                                    self._lease_ms, 1, 0)
+                await self._settle_expired(shard, staged)
+        order = [(self._cursor + i) % self._shards for i in range(self._shards)]
+        shards = [s for s in order if s in self._live and self._dry.get(s, 0.0) <= now]
+        if not shards and now - self._probed_at >= SPARE_WAIT_S:
+            self._probed_at = now
+            queued = await self._each_shard("ZCARD", "ready")
+            self._live = {s for s in order if int(queued[s])}
+            shards = [s for s in order if s in self._live and self._dry.get(s, 0.0) <= now]
         cap = max(self._s.per_host * 2, LEASE_BATCH)  # a host's URLs a script takes at most
-        rows = await self._call("lease", self.worker, n, self._lease_ms, cap,
-                                round(self._s.delay * 1000), *skip_hosts)
-        requests = []
-        for url_b, depth, referrer, token, hist in rows:
-            url = _text(url_b)
-            self._tokens[url] = _text(token)
-            h = json.loads(hist) if hist else []
-            h += [None] * (10 - len(h))
-            requests.append(Request(url, int(depth), _text(referrer) or None, etag=h[5],
-                                    last_modified=h[6], last_status=h[4], sha256=h[7],
-                                    simhash=h[8], title=h[9]))
-        self._dry = None if requests else (frozenset(skip_hosts), now)
+        requests: list[Request] = []
+        for shard in shards:
+            asked = n - len(requests)
+            rows, staged, left = await self._on_shard("lease", shard, self.worker, asked,
+                                                      self._lease_ms, cap,
+                                                      round(self._s.delay * 1000), *skip_hosts)
+            await self._settle_expired(shard, staged)
+            requests += [self._request(row) for row in rows]
+            if not int(left):
+                self._live.discard(shard)
+            elif not rows:
+                self._dry[shard] = now + SPARE_WAIT_S  # its hosts are skipped or not due
+            if len(requests) >= n:
+                self._cursor = shard
+                break
         return requests
+
+    def _request(self, row: Sequence[Any]) -> Request:
+        url_b, depth, referrer, token, hist = row
+        url = _text(url_b)
+        self._tokens[url] = _text(token)
+        h = json.loads(hist) if hist else []
+        h += [None] * (10 - len(h))
+        return Request(url, int(depth), _text(referrer) or None, etag=h[5],
+                       last_modified=h[6], last_status=h[4], sha256=h[7], simhash=h[8],
+                       title=h[9])
+
+    async def _settle_expired(self, shard: int, staged: Sequence[Any]) -> None:
+        """Staged leases past their deadline: their worker died (or stalled) between prepare
+        and settle. The job's slot says whether the batch committed (then it is applied
+        here) or not (then it is fenced, never to commit, and its URLs queued again)."""
+        for raw in staged:
+            batch = _text(raw)
+            verdict = _text(await self._call("fence", batch))
+            mode = "apply" if verdict == "committed" else "requeue"
+            settled = await self._on_shard("settle", shard, batch, mode)
+            log.warning("batch %s of a dead or stalled worker: %s (%d lease(s) in shard %d)",
+                        batch, "applied" if mode == "apply" else "fenced, URLs queued again",
+                        int(settled), shard)
 
     async def release(self, urls: Sequence[str]) -> None:
         """Back to the front of their queues; the spares go back too, behind them."""
         spares, self._spare = [r.url for r in reversed(self._spare)], []
-        args: list[str] = []
+        by_shard: dict[int, list[str]] = {}
         for url in [*spares, *urls]:
             token = self._tokens.pop(url, None)
             if token is not None:
-                args += [url, token]
-        if args:
-            await self._call("release", *args)
+                by_shard.setdefault(self._url_shard(url), []).extend([url, token])
+        for shard, args in by_shard.items():
+            await self._on_shard("release", shard, *args)
+            self._live.add(shard)
+            self._dry.pop(shard, None)
 
     async def prepare(self, outcomes: Sequence[Outcome],
                       extra: Sequence[Candidate] = ()) -> Prepared:
-        groups = _by_referrer(extra)
-        keys = [[link_key(c.url) for c in group] for group in groups]
-        keys += [[link_key(c.url) for c in o.candidates] for o in outcomes]
+        """Phase one (prepare.lua), a script per shard the batch touches, run at once: the
+        batch's leases are checked and staged in their shards, its new links queued in
+        theirs, near duplicates looked up."""
+        self._batches += 1
+        batch_id = f"{self.worker}:{self._nonce}:{self._batches}"
+        work: dict[int, dict[str, list[Any]]] = {}
+
+        def of(shard: int) -> dict[str, list[Any]]:
+            return work.setdefault(shard, {"o": [], "l": []})
+
+        where: list[tuple[int, int]] = []  # an outcome's (shard, index there)
+        for o in outcomes:
+            url = o.request.url
+            shard = self._url_shard(url)
+            entries = of(shard)["o"]
+            entries.append({"u": url, "t": self._tokens.get(url, ""), "st": o.state,
+                            "f": o.fetched_at, "s": o.status, "e": o.etag,
+                            "m": o.last_modified, "h": o.sha256, "x": o.simhash,
+                            "ti": o.title})
+            where.append((shard, len(entries)))
         # links this worker already knows the job has seen are not sent: a page's navigation
         # bar costs Redis nothing after the first pages
-        was_known = [[k in self._known for k in ks] for ks in keys]
-        unknown = [[k for k, old in zip(ks, olds, strict=True) if not old]
-                   for ks, olds in zip(keys, was_known, strict=True)]
-        batch = [{"u": None, "t": "", "s": None, "c": ks} for ks in unknown[:len(groups)]]
-        batch += [{"u": o.request.url, "t": self._tokens.get(o.request.url, ""),
-                   "s": o.simhash if o.state == "done" and o.status != 304 else None,
-                   "c": ks} for o, ks in zip(outcomes, unknown[len(groups):], strict=True)]
-        answer = json.loads(await self._call("prepare", self._lease_ms,
-                                              self._s.near_duplicate_distance, json.dumps(batch)))
-        found = []
-        for ks, olds, a in zip(keys, was_known, answer, strict=True):
-            flags = iter(a["a"] if isinstance(a["a"], list) else [])
-            admitted = [not old and bool(next(flags, 0)) for old in olds]
-            self._known.update(k for k, ok in zip(ks, admitted, strict=True) if not ok)
-            found.append(Admission(admitted, a["n"]))
+        groups = [(group, 0) for group in _by_referrer(extra)]
+        groups += [(list(o.candidates), i + 1) for i, o in enumerate(outcomes)]
+        flags: list[list[bool]] = []
+        slots: list[tuple[int, int, int, int]] = []  # (flag list, index, shard, group there)
+        for candidates, page in groups:
+            flags.append([False] * len(candidates))
+            runs: dict[int, int] = {}  # shard -> this group's entry there
+            for j, c in enumerate(candidates):
+                key = link_key(c.url)
+                if key in self._known:
+                    continue
+                host = host_of(c.url)
+                shard = self.shard_of(host)
+                links = of(shard)["l"]
+                if shard not in runs:
+                    k = where[page - 1][1] if page and where[page - 1][0] == shard else 0
+                    links.append({"r": c.referrer, "k": k, "c": []})
+                    runs[shard] = len(links) - 1
+                entry = links[runs[shard]]
+                slots.append((len(flags) - 1, j, shard, runs[shard]))
+                entry["c"].append([c.url, c.depth, host, key])
+        shards = sorted(work)
+        fingerprinted = [i for i, o in enumerate(outcomes)
+                         if o.state == "done" and o.status != 304 and o.simhash is not None]
+        near_prefix = self.near_prefix()
+        near, *answered = await asyncio.gather(
+            self._patiently(self._scripts["near"], keys=[near_prefix + "np", near_prefix + FENCE],
+                            args=[near_prefix, self._s.near_duplicate_distance, json.dumps(
+                                [[outcomes[i].request.url, outcomes[i].simhash]
+                                 for i in fingerprinted])]) if fingerprinted else _nothing(),
+            *(self._on_shard("prepare", shard, self._lease_ms, self._s.max_pages_per_host,
+                             batch_id, json.dumps(work[shard]["o"]), json.dumps(work[shard]["l"]))
+              for shard in shards))
+        answers = dict(zip(shards, answered, strict=True))
+        near_of: dict[int, str | None] = dict(zip(
+            fingerprinted, _listed(json.loads(near)) if fingerprinted else [], strict=True))
+        decoded = {shard: json.loads(raw) for shard, raw in answers.items()}
+        counters: dict[tuple[int, int], int] = {}
+        for f, j, shard, g in slots:
+            position = counters.get((shard, g), 0)
+            counters[(shard, g)] = position + 1
+            got = _listed(_listed(decoded[shard]["l"])[g])
+            flags[f][j] = bool(got[position]) if position < len(got) else False
+            if flags[f][j]:
+                self._live.add(shard)  # work there now, queued by this worker
+                self._dry.pop(shard, None)
+        for candidates, _ in groups:
+            # admitted or not, the job has seen them now (an over-budget one counts as seen)
+            self._known.update(link_key(c.url) for c in candidates)
         if len(self._known) > KNOWN_MAX:
             self._known.clear()
-        lost = [o.request.url for o, a in zip(outcomes, answer[len(groups):], strict=True)
-                if not a["ok"]]
+        firsts = len(groups) - len(outcomes)  # the groups of `extra` come first
+        found = []
+        lost = []
+        for i, (o, (shard, index)) in enumerate(zip(outcomes, where, strict=True)):
+            answer = _listed(decoded[shard]["o"])[index - 1]
+            if not answer["ok"]:
+                lost.append(o.request.url)
+            found.append(Admission(flags[firsts + i], near_of.get(i)))
         if lost:
             raise FrontierUnavailable(
                 f"{len(lost)} lease(s) of this worker expired before their records were "
                 f"committed (e.g. {lost[0]}): the worker stalled past lease_timeout "
                 f"({self._s.lease_timeout:g} s) and other workers own those URLs now; "
                 "nothing of the batch was written. Raise lease_timeout.")
-        extra_admitted = [ok for a in found[:len(groups)] for ok in a.admitted]
-        return Prepared(outcomes, found[len(groups):], extra, extra_admitted)
+        extra_admitted = [ok for admitted in flags[:firsts] for ok in admitted]
+        prepared = Prepared(outcomes, found, extra, extra_admitted)
+        staged = sorted({shard for shard, _ in where})
+        self._open_batch = (prepared, batch_id, staged)
+        return prepared
 
     async def commit(self, batch: Prepared, journal: Journal) -> None:
-        outcomes: list[dict[str, Any]] = [
-            {"u": None, "t": "", "st": "admit", "f": None, "s": None, "e": None, "m": None,
-             "h": None, "x": None, "ti": None, "r": referrer, "c": group}
-            for referrer, group in _admitted_by_referrer(batch.extra, batch.admitted)]
-        for o, admission in zip(batch.outcomes, batch.admissions, strict=True):
-            url = o.request.url
-            outcomes.append({
-                "u": url, "t": self._tokens.get(url, ""), "st": o.state,
-                "f": o.fetched_at, "s": o.status, "e": o.etag, "m": o.last_modified,
-                "h": o.sha256, "x": o.simhash, "ti": o.title,
-                "r": url, "c": [[c.url, c.depth, host_of(c.url), link_key(c.url)]
-                                for c, ok in zip(o.candidates, admission.admitted, strict=True)
-                                if ok]})
+        """Phase two, the commit point: the worker's journal in the job's slot (refused when a
+        reaper fenced the batch); then phase three, each shard applies its staged outcomes."""
+        if self._open_batch is None or self._open_batch[0] is not batch:
+            raise RuntimeError("commit of a batch this frontier did not just prepare")
+        _, batch_id, shards = self._open_batch
         files: list[Any] = []
         for kind, (base, data) in journal.files.items():
             files += [kind, base, data]
         self._seq += 1
-        answer = await self._call(
-            "ack", self.worker, self._seq, self._run_id, self.machine,
-            self._s.max_pages_per_host, json.dumps(outcomes), json.dumps(journal.totals), *files)
-        if _text(answer[0]) == "lost":
+        answer = _text(await self._call(
+            "commit", self.worker, self._seq, self._run_id, self.machine, batch_id,
+            self._last_batch, json.dumps(journal.totals), *files))
+        if answer == "fenced":
             raise FrontierUnavailable(
-                f"lease(s) of this worker expired while its batch was being committed "
-                f"({', '.join(_text(u) for u in answer[1:4])}); nothing of the batch was "
-                f"written. Raise lease_timeout ({self._s.lease_timeout:g} s).")
+                f"lease(s) of this worker expired while its batch was being committed; "
+                f"nothing of the batch was written. Raise lease_timeout "
+                f"({self._s.lease_timeout:g} s).")
+        failpoints.reach("redis-committed")  # between the commit point and the shards' apply
+        await asyncio.gather(*(self._on_shard("settle", shard, batch_id, "apply")
+                               for shard in shards))
+        self._open_batch = None
+        self._last_batch = batch_id
         for o in batch.outcomes:
             self._tokens.pop(o.request.url, None)
-        for entry in outcomes:
-            self._known.update(link_key(c[0]) for c in entry["c"])
 
     async def pending(self) -> int:
-        return int(await self._command("GET", self.prefix + "pending") or 0)
+        """URLs queued or leased, summed over the shards. Zero is said only when two
+        collects of every shard's (pending, admitted) pair in a row are equal: then those
+        figures all held at one instant between the collects, whatever moved in between."""
+        counts = await self._counts()
+        for _ in range(COLLECTS):
+            if sum(p for p, _ in counts) > 0:
+                break
+            again = await self._counts()
+            if again == counts:
+                break
+            counts = again
+        return max(0, sum(p for p, _ in counts))
+
+    async def _counts(self) -> list[tuple[int, int]]:
+        got = await self._each_shard("HMGET", "count", "p", "a")
+        return [(int(p or 0), int(a or 0)) for p, a in got]
 
     async def finish(self, stop_reason: str, finished_at: str | None) -> None:
         await self._call("finish", self._run_id, stop_reason, finished_at or "")
@@ -457,12 +644,14 @@ class RedisFrontier:
         """Leases and the worker's name live while fetch, parse and commit go on."""
         while True:
             await asyncio.sleep(self._s.lease_timeout / 3)
-            args: list[str] = []
+            by_shard: dict[int, list[str]] = {}
             for url, token in list(self._tokens.items()):
-                args += [url, token]
+                by_shard.setdefault(self._url_shard(url), []).extend([url, token])
+            lost: list[Any] = []
             try:
-                lost = await self._call("renew", self._lease_ms, self.worker, self._holder,
-                                        *args)
+                await self._call("renew", 0, self._lease_ms, self.worker, self._holder)
+                for shard, args in by_shard.items():
+                    lost += await self._on_shard("renew", shard, self._lease_ms, "", "", *args)
             except FrontierUnavailable:
                 return  # the next frontier call reports it
             if lost:
@@ -470,9 +659,13 @@ class RedisFrontier:
                             _text(lost[0]))
 
     async def take(self, host: str, window_s: float, next_in_s: float) -> float:
-        """Hold the host's window (`politeness.SharedSlot`): 0, or the seconds to wait."""
-        wait_ms = await self._on_host("gate", host, self._holder, "take", round(window_s * 1000),
-                                      self._grace_ms(), round(next_in_s * 1000))
+        """Hold the host's window (`politeness.SharedSlot`): 0, or the seconds to wait. The
+        host's pace comes with the window, for the `pace` read that follows."""
+        wait_ms, pace_ms = await self._on_host("gate", host, self._holder, "take",
+                                               round(window_s * 1000), self._grace_ms(),
+                                               round(next_in_s * 1000))
+        if not int(wait_ms):
+            self._handed[host] = None if int(pace_ms) < 0 else int(pace_ms) / 1000
         return float(wait_ms) / 1000
 
     async def give(self, host: str, next_in_s: float) -> None:
@@ -488,11 +681,15 @@ class RedisFrontier:
 
     async def pace(self, host: str, seconds: float | None = None) -> float | None:
         """The host's pace as some worker last set it (`politeness.SharedSlot`), in ms in
-        the `pace` hash beside `next`; with `seconds`, set it first."""
+        the host's gate hash beside `next` (read from the window just taken, else from
+        Redis); with `seconds`, set it first."""
         if seconds is not None:
-            await self._command("HSET", self.prefix + "pace", host, round(seconds * 1000))
+            await self._command("HSET", self.host_prefix(host) + "gate", "p",
+                                round(seconds * 1000))
             return seconds
-        got = await self._command("HGET", self.prefix + "pace", host)
+        if host in self._handed:
+            return self._handed.pop(host)
+        got = await self._command("HGET", self.host_prefix(host) + "gate", "p")
         return None if got is None else int(got) / 1000
 
     async def robots(self, origin: str) -> tuple[int, bytes] | None:
@@ -511,7 +708,7 @@ class RedisFrontier:
         await self._command("HSET", self._robots_key(origin), "status", status, "body", body)
 
     def _robots_key(self, origin: str) -> str:
-        return f"{self.shard(host_of(origin + '/'))}robots:{self._run_no}:{origin}"
+        return f"{self.host_prefix(host_of(origin + '/'))}robots:{self._run_no}:{origin}"
 
     async def _job_keys(self) -> list[Any]:
         """Every key of the job: its own slot's and its hosts' (on every master of a cluster)."""
@@ -532,7 +729,7 @@ class RedisFrontier:
         for key in await self._job_keys():
             used = int(await self._client.memory_usage(key, samples=0) or 0)
             sizes["all"] += used
-            name = _text(key).removeprefix(self.prefix)
+            name = _text(key).partition("}:")[2]
             if name.startswith("seen:"):
                 sizes["seen"] += used
                 sizes["urls"] += int(await self._client.hlen(key))

@@ -1,27 +1,46 @@
 -- Prelude of every script: the key layout and the helpers the transitions share.
--- P = ARGV[1]. The job's frontier keys start with P = "crawl:{JOB}:"; the hash tag {JOB} puts
--- them in one Redis Cluster slot, so that each script is one atomic step on one node.
---   P.."run"          hash    id, started_at, no (run number), sweep (recrawl cursor),
---                             finished_at, stop_reason
---   P.."seen:"..B     hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
---                             2 bytes, 4 hex digits), value = number of the run that queued it
---   P.."q:"..HOST     list    the host's queued URLs, JSON [url, depth, referrer], FIFO
---   P.."ready"        zset    hosts with queued URLs by the next time (ms) a lease may take one
---   P.."lease"        hash    url -> JSON [token, depth, referrer, host] while leased
---   P.."deadline"     zset    leased url -> lease deadline (ms, Redis clock)
---   P.."pending"      string  URLs queued or leased in this run
---   P.."hist"         hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
+-- P = ARGV[1], the prefix of the keys the script works on; each prefix is one hash tag, so
+-- one Redis Cluster slot, so that each script is one atomic step on one node. A job has four
+-- kinds of prefixes: its own, "crawl:{JOB}:" (the job's slot), its shards', "crawl:{JOB:#S}:"
+-- (S = 0 .. shards - 1; a host's URLs live in shard crc32(host) % shards), its near-duplicate
+-- index's, "crawl:{JOB:#near}:", and its hosts', "crawl:{JOB:HOST}:". On one server they are
+-- only prefixes; on a cluster, slots all over it.
+-- Every script of the job's slot, of a shard and of the index also names the key P.."~", which never exists:
+-- while the slot migrates key by key, Redis answers such a script TRYAGAIN (some of its keys
+-- here, some not) on either master, so no script ever runs on half a slot (redis.py, FENCE).
+-- The job's slot: what is global to the job (one key each), touched once a batch at most.
+--   "run"             hash    id, started_at, no (run number), shards, finished_at,
+--                             stop_reason
+--   "journal:"..W     hash    worker W's last committed batch: seq, run, machine, totals,
+--                             batch (its id), files (see commit.lua)
+--   "journals"        set     workers with a journal
+--   "worker:"..W      string  who holds worker name W now (expires unless renewed)
+--   "committed"       hash    batch id -> 1: batches whose journal is written (the commit
+--                             point), so a reaper finding their staged leases applies them
+--   "fenced"          hash    batch id -> 1: batches a reaper gave up on; never committed
+-- A shard: everything about the URLs of its hosts; a script touches one shard.
+--   "count"           hash    p = URLs queued or leased in this run, a = URLs admitted ever
+--                             (the pair is read twice over every shard for completion)
+--   "seen:"..B        hash    exact dedup: field = 6 bytes of sha1(url) in bucket B (its first
+--                             3 hex digits), value = number of the run that queued it
+--   "q:"..HOST        list    the host's queued URLs, JSON [url, depth, referrer], FIFO
+--   "ready"           zset    hosts with queued URLs by the next time (ms) a lease may take one
+--   "lease"           hash    url -> JSON [token, depth, referrer, host, batch id once staged]
+--   "deadline"        zset    leased url -> lease deadline (ms, Redis clock)
+--   "tokens"          string  the last lease token number handed out
+--   "stage:"..BATCH   hash    o = the batch's outcomes in this shard (JSON), a = prepare's
+--                             answer: written by prepare, applied or dropped by settle
+--   "hist"            hash    url -> JSON [depth, referrer, host, fetched_at, status, etag,
 --                             last_modified, sha256, simhash, title]: the recrawl's validators
---   P.."nb:"..I..":"..X string near-duplicate bucket (neardup.py): the simhashes whose 16-bit
+--   "perhost:"..R     hash    URLs admitted per host in run R (--max-pages-per-host)
+--   "sweep"           hash    run, cursor: the recrawl sweep of the shard's history
+-- The job's near-duplicate index, "crawl:{JOB:#near}:" (a slot of its own: a page's near
+-- duplicates may be on any host; near.lua looks up and files a batch's pages in one script):
+--   "nb:"..I..":"..X  string  near-duplicate bucket (neardup.py): the simhashes whose 16-bit
 --                             block I is X, 8 bytes each (big-endian), at most NEAR_CAP
---   P.."np"           hash    simhash -> URL of the first page that had it
---   P.."perhost:"..R  hash    URLs admitted per host in run R (--max-pages-per-host)
---   P.."journal:"..W  hash    worker W's last committed batch (see ack.lua)
---   P.."journals"     set     workers with a journal
---   P.."worker:"..W   string  who holds worker name W now (expires unless renewed)
--- The keys about one host alone have a prefix of their own, "crawl:{JOB:HOST}:", a hash slot
--- per host, so that a cluster spreads them over its masters:
---   "gate"            hash    the host's politeness window (see gate.lua)
+--   "np"              hash    simhash -> URL of the first page that had it
+-- A host (a slot per host, for the traffic of one host alone):
+--   "gate"            hash    the host's politeness window and pace (see gate.lua)
 --   "robots:"..R..":"..ORIGIN  hash  status, body of the origin's robots.txt in run R
 local P = ARGV[1]
 local NEAR_CAP = 64  -- fingerprints per near-duplicate bucket: neardup.BUCKET_CAP
@@ -34,11 +53,11 @@ end
 
 -- A 16-hex-digit simhash as the 8 bytes a bucket stores, and back.
 local function sim_bytes(sim)
-  local out = {}
-  for i = 1, 16, 2 do
-    out[#out + 1] = string.char(tonumber(string.sub(sim, i, i + 1), 16))
-  end
-  return table.concat(out)
+  -- two 32-bit halves (exact in Lua's doubles), each cut into bytes: no per-byte parsing
+  local hi, lo = tonumber(string.sub(sim, 1, 8), 16), tonumber(string.sub(sim, 9, 16), 16)
+  return string.char(math.floor(hi / 16777216) % 256, math.floor(hi / 65536) % 256,
+    math.floor(hi / 256) % 256, hi % 256, math.floor(lo / 16777216) % 256,
+    math.floor(lo / 65536) % 256, math.floor(lo / 256) % 256, lo % 256)
 end
 
 local function sim_hex(packed, j)
@@ -50,7 +69,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local RUN = nil  -- the run number, read once a script (open.lua reads it before it moves on)
+-- The run number: a shard script is given it (ARGV[2]: shard_run sets it); the job's scripts
+-- read it once a script (open.lua reads it before it moves on)
+local RUN = nil
+local function shard_run()
+  RUN = tonumber(ARGV[2])
+end
 local function run_no()
   if not RUN then
     RUN = tonumber(redis.call('HGET', P .. 'run', 'no') or '0')
@@ -59,13 +83,13 @@ local function run_no()
 end
 
 -- A dedup key (64 bits of the URL's sha1 in hex, as the client's `link_key` makes it) as a
--- 2-byte bucket and a 6-byte field.
+-- 12-bit bucket (4,096 a shard: 65,536 over 16 shards) and a 6-byte field; the last 4 bits
+-- are dropped (the host's shard stands for them: two URLs of different shards never meet).
 local function seen_of(h)
-  local field = ''
-  for i = 5, 15, 2 do
-    field = field .. string.char(tonumber(string.sub(h, i, i + 1), 16))
-  end
-  return P .. 'seen:' .. string.sub(h, 1, 4), field
+  local a, b = tonumber(string.sub(h, 4, 9), 16), tonumber(string.sub(h, 10, 15), 16)
+  return P .. 'seen:' .. string.sub(h, 1, 3), string.char(
+    math.floor(a / 65536), math.floor(a / 256) % 256, a % 256,
+    math.floor(b / 65536), math.floor(b / 256) % 256, b % 256)
 end
 
 local function seen_slot(url)
@@ -84,7 +108,7 @@ local function push(url, depth, referrer, host, front)
 end
 
 -- Admit a URL once per job: 1 when queued now, 0 when seen before or over the host budget.
--- The caller adds the queued ones to P.."pending", once a script.
+-- The caller counts the queued ones (`count`), once a script.
 local function enqueue(url, depth, referrer, host, budget, hkey)
   local key, field
   if hkey then
@@ -108,19 +132,38 @@ local function enqueue(url, depth, referrer, host, budget, hkey)
   return 1
 end
 
--- Leases past their deadline go back to the front of their host's queue: queued -> leased
--- -> queued, the fate of the URLs of a worker that died.
-local function reap(now, limit)
-  local urls = redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', now, 'LIMIT', 0, limit)
-  for _, url in ipairs(urls) do
-    local raw = redis.call('HGET', P .. 'lease', url)
-    if raw then
-      local l = cjson.decode(raw)
-      push(url, l[2], l[3], l[4], true)
-      redis.call('HDEL', P .. 'lease', url)
-    end
-    redis.call('ZREM', P .. 'deadline', url)
+-- The shard's pending URLs move by `added - done`; `added` were admitted (the completion
+-- check's double collect sees any change in either figure).
+local function count(added, done)
+  if added ~= done then
+    redis.call('HINCRBY', P .. 'count', 'p', added - done)
   end
-  return #urls
+  if added > 0 then
+    redis.call('HINCRBY', P .. 'count', 'a', added)
+  end
 end
 
+-- Leases past their deadline go back to the front of their host's queue: queued -> leased
+-- -> queued, the fate of the URLs of a worker that died. A staged lease (its batch prepared,
+-- perhaps committed) is not: its batch id is returned for the caller to settle (settle.lua).
+local function reap(now, limit)
+  local urls = redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', now, 'LIMIT', 0, limit)
+  local staged, listed = {}, {}
+  for _, url in ipairs(urls) do
+    local raw = redis.call('HGET', P .. 'lease', url)
+    local l = raw and cjson.decode(raw)
+    if l and l[5] then
+      if not listed[l[5]] then
+        listed[l[5]] = true
+        staged[#staged + 1] = l[5]
+      end
+    else
+      if l then
+        push(url, l[2], l[3], l[4], true)
+        redis.call('HDEL', P .. 'lease', url)
+      end
+      redis.call('ZREM', P .. 'deadline', url)
+    end
+  end
+  return staged
+end

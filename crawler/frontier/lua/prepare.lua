@@ -1,94 +1,56 @@
--- Before a batch's records are written: are its leases still ours (each then extended by a
--- lease), which of its links are new, and which page is a near duplicate of an earlier one.
--- ARGV: P, lease_ms, distance, JSON [{u = url | null, t = token, s = simhash | null,
--- c = [link keys (link_key)]}]. Returns JSON [{ok, n = near duplicate url | null, a = [0 | 1]}].
--- Nothing is written but deadlines: the batch becomes real in ack.lua.
+-- Phase one of a batch's commit, in one shard: are the batch's leases here still ours (each
+-- then extended by a lease and staged: marked with the batch id, its outcome kept in the
+-- stage), which of its links into this shard are new (queued at once: harmless if the batch
+-- never commits, the page is fetched again and finds them seen). Near duplicates are the
+-- job's, looked up beside it (near.lua).
+-- ARGV: P, run, lease_ms, budget, batch id, outcomes JSON [{u = url, t = token,
+-- st = state, f = fetched_at, s = status, e = etag, m = last_modified, h = sha256,
+-- x = simhash, ti = title}] (kept as sent in the stage: settle skips those not staged),
+-- links JSON [{r = referrer, k = index in the outcomes of the page the links are of (0: none
+-- here), c = [[url, depth, host, link key]]}].
+-- Returns JSON {o = [{ok}], l = [[0 | 1]]}; the same answer
+-- again for a batch already staged (a retry after a lost reply).
+shard_run()
+local B = ARGV[5]
+local stage = P .. 'stage:' .. B
+local kept = redis.call('HGET', stage, 'a')
+if kept then
+  return kept
+end
 local now = now_ms()
-local lease_ms, maxd = tonumber(ARGV[2]), tonumber(ARGV[3])
-local batch = cjson.decode(ARGV[4])
+local lease_ms, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local batch = {o = cjson.decode(ARGV[6]), l = cjson.decode(ARGV[7])}
 
-local function distance(a, b)
-  local d = 0
-  for i = 1, 16, 4 do
-    local x = bit.bxor(tonumber(string.sub(a, i, i + 3), 16), tonumber(string.sub(b, i, i + 3), 16))
-    while x ~= 0 do
-      d = d + 1
-      x = bit.band(x, x - 1)
-    end
+local answer = {o = {}, l = {}}
+local staged = 0
+for i, o in ipairs(batch.o) do
+  local r = {ok = true}
+  local raw = redis.call('HGET', P .. 'lease', o.u)
+  local l = raw and cjson.decode(raw)
+  if l and l[1] == o.t and not l[5] then
+    redis.call('ZADD', P .. 'deadline', 'XX', now + lease_ms, o.u)
+    l[5] = B
+    redis.call('HSET', P .. 'lease', o.u, cjson.encode(l))
+    staged = staged + 1
+  else
+    r.ok = false
   end
-  return d
+  answer.o[i] = r
 end
-
--- Within distance 3 of 64 bits two hashes share one of four 16-bit blocks: look in the four
--- buckets only (at most NEAR_CAP fingerprints each, see common.lua), and in the same four
--- buckets of the batch's earlier pages, which ack.lua has not filed yet.
--- bits set in each byte value, so that a stored fingerprint is compared in 8 lookups
-local POP = {[0] = 0}
-for v = 1, 255 do POP[v] = POP[bit.rshift(v, 1)] + bit.band(v, 1) end
-local bxor = bit.bxor
-local batch_buckets = {}
-local function near(url, sim)
-  local found = cjson.null
-  local s1, s2, s3, s4, s5, s6, s7, s8 = string.byte(sim_bytes(sim), 1, 8)
-  for i = 0, 3 do
-    local key = near_bucket(i, sim)
-    local packed = found == cjson.null and redis.call('GET', key)
-    if packed then
-      for j = 1, #packed, 8 do
-        local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(packed, j, j + 7)
-        local d = POP[bxor(b1, s1)] + POP[bxor(b2, s2)] + POP[bxor(b3, s3)] + POP[bxor(b4, s4)]
-          + POP[bxor(b5, s5)] + POP[bxor(b6, s6)] + POP[bxor(b7, s7)] + POP[bxor(b8, s8)]
-        if d <= maxd then
-          local page = redis.call('HGET', P .. 'np', sim_hex(packed, j))
-          if page and page ~= url then
-            found = page
-            break
-          end
-        end
-      end
-    end
-    local mates = batch_buckets[key]
-    if not mates then
-      mates = {}
-      batch_buckets[key] = mates
-    end
-    if found == cjson.null then
-      for _, e in ipairs(mates) do
-        if e[2] ~= url and distance(sim, e[1]) <= maxd then
-          found = e[2]
-          break
-        end
-      end
-    end
-    mates[#mates + 1] = {sim, url}
+local added = 0
+for i, g in ipairs(batch.l) do
+  local flags = {}
+  local ok = g.k == 0 or answer.o[g.k].ok
+  for j, c in ipairs(g.c) do
+    local got = ok and enqueue(c[1], c[2], g.r, c[3], budget, c[4]) or 0
+    flags[j] = got
+    added = added + got
   end
-  return found
+  answer.l[i] = flags
 end
-
-local fresh = {}
-local out = {}
-for _, o in ipairs(batch) do
-  local r = {ok = true, n = cjson.null, a = {}}
-  if o.u ~= cjson.null then
-    local raw = redis.call('HGET', P .. 'lease', o.u)
-    if raw and cjson.decode(raw)[1] == o.t then
-      redis.call('ZADD', P .. 'deadline', 'XX', now + lease_ms, o.u)
-    else
-      r.ok = false
-    end
-    if r.ok and o.s ~= cjson.null then
-      r.n = near(o.u, o.s)
-    end
-  end
-  for i, h in ipairs(o.c) do
-    local key, field = seen_of(h)
-    if r.ok and not fresh[h] and redis.call('HEXISTS', key, field) == 0 then
-      fresh[h] = true
-      r.a[i] = 1
-    else
-      r.a[i] = 0
-    end
-  end
-  out[#out + 1] = r
+count(added, 0)
+local encoded = cjson.encode(answer)
+if staged > 0 then
+  redis.call('HSET', stage, 'o', ARGV[6], 'a', encoded)
 end
-return cjson.encode(out)
+return encoded
