@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Blocked, FetchError, FrontierUnavailable
@@ -35,7 +36,19 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
 ROBOTS_MEMO = 1 << 14  # links' robots.txt verdicts remembered: a site repeats its links
+# links of a page looked at between two turns of the loop: a page of 15 000 links took
+# 9 ms of CPU here in one go (17 ms of wall time against the threads for the GIL)
+CANDIDATE_CHUNK = 2000
 Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(slots=True)
+class Picked:
+    """A page's links that may join the frontier, and the counts of those that may not."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    out_of_scope: int = 0
+    robots_blocked: int = 0
 
 
 class Engine:
@@ -248,49 +261,59 @@ class Engine:
             result = (await self.parser.parse([inp]))[0]
         if isinstance(result, ParseFailed):
             return Finished.failure(request, "parse", str(result), response.attempts)
-        return self._page(request, response, result, media_type)
+        return await self._page(request, response, result, media_type)
 
-    def _page(self, request: Request, response: Response, result: ParseResult | None,
-              media_type: str | None) -> Finished | None:
+    async def _page(self, request: Request, response: Response, result: ParseResult | None,
+                    media_type: str | None) -> Finished | None:
+        if self._page_budget is not None and self._page_budget <= 0:
+            self._abandoned.append(request.url)  # past --max-pages: back to the queue
+            return None
+        picked = Picked()
+        if result is not None:
+            await self._candidates(request, result.links, picked)
+        # from here on nothing awaits: a page that takes the budget's last place is
+        # recorded before the stop it calls can cancel its task
         if self._page_budget is not None:
-            if self._page_budget <= 0:
-                self._abandoned.append(request.url)  # past --max-pages: back to the queue
+            if self._page_budget <= 0:  # taken by other pages while this one's links were read
+                self._abandoned.append(request.url)
                 return None
             self._page_budget -= 1
             if self._page_budget == 0:
                 self.stop("max_pages")
-        candidates: list[Candidate] = []
         if result is not None:
             if result.error:
                 self.stats.count("extractor_errors")
                 log.warning("extractor failed on %s: %s", request.url, result.error)
             self.stats.count("links_dropped", result.links_dropped)
-            candidates = self._candidates(request, result.links)
-        return Finished.page_of(request, response, result, media_type, candidates,
+            self.stats.count("out_of_scope", picked.out_of_scope)
+            self.stats.count("robots_blocked", picked.robots_blocked)
+        return Finished.page_of(request, response, result, media_type, picked.candidates,
                                 archive=self._archive, extract=self.s.extract)
 
-    def _candidates(self, request: Request, links: Sequence[Link]) -> list[Candidate]:
-        """The page's links that may join the frontier, once each, in document order."""
+    async def _candidates(self, request: Request, links: Sequence[Link], picked: Picked) -> None:
+        """The page's links that may join the frontier, once each, in document order, into
+        `picked`; the loop turns every CANDIDATE_CHUNK links."""
         depth = request.depth + 1
         if 0 <= self.s.max_depth < depth:
-            return []
-        out: list[Candidate] = []
+            return
+        out = picked.candidates
         seen: set[str] = set()
         referrer = request.url
-        for link in links:
+        for i, link in enumerate(links):
+            if i and not i % CANDIDATE_CHUNK:
+                await asyncio.sleep(0)
             if link.refused is not None:
-                self.stats.count("out_of_scope")
+                picked.out_of_scope += 1
                 continue
             if link.nofollow and not self.s.follow_nofollow:
                 continue
             if link.to in seen:
                 continue
             if self._robots_allow(link.to) is False:
-                self.stats.count("robots_blocked")
+                picked.robots_blocked += 1
                 continue
             seen.add(link.to)
             out.append(Candidate(link.to, depth, referrer))
-        return out
 
     def _robots_allow(self, url: str) -> bool | None:
         """`robots.known(url)`, remembered once it is not None (bounded)."""
