@@ -201,7 +201,7 @@ class Runner:
             job=self.job, run_id=self.info.run_id, started_at=self.info.started_at,
             finished_at=finished_at, stop_reason=self.stop_reason,
             frontier_left=self._left,
-            process_pool=self.parser.figures.snapshot(),
+            process_pool=self.parser.snapshot(),
             thread_pool=self.threads.figures.snapshot(),
             throttle_delay_s=delay_figures(
                 self.politeness.delays() if self.politeness is not None else {}),
