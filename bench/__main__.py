@@ -27,6 +27,7 @@ from .contenders import CONTENDERS, JOB, REPO, Contender, Context
 from .nginx import Nginx, free_port
 
 DEFAULT_RESULTS = REPO / "bench" / "results" / "latest.json"
+HUB_PAGES = 1000  # the hub run: the index page and the site's pages behind it, this many
 
 
 def _log(message: str) -> None:
@@ -91,12 +92,35 @@ def run_frontier(ctx: Context, urls: int, work: Path) -> dict[str, Any]:
     return row
 
 
+def run_hub(ctx: Context, links: int, work: Path) -> dict[str, Any]:
+    """The crawler alone, seeded with one page of `links` anchors into the site, crawling on
+    from it: the loop lag around a page whose links it takes in all at once."""
+    start = site.generate_hub(ctx.root, ctx.manifest, links)
+    work.mkdir(parents=True)
+    seeds = work / "seeds.txt"
+    seeds.write_text(ctx.origin + start + "\n", encoding="utf-8")
+    crawl = str(Path(ctx.python).with_name("crawl"))
+    row = _measured([crawl, str(seeds), "--out", str(work / "out"), "--job", JOB, "--fresh",
+                     "--no-progress", "-q", "--max-pages", str(HUB_PAGES)], work)
+    row["links"] = links
+    if row["returncode"] != 0:
+        row["stderr_tail"] = (work / "stderr.txt").read_text(errors="replace")[-1500:]
+        return row
+    stats = read_stats(work / "out" / JOB)
+    row["pages"] = stats["pages"]
+    row["loop_lag_p99_ms"] = stats["loop_lag_ms"]["p99"]
+    row["loop_lag_max_ms"] = stats["loop_lag_ms"]["max"]
+    return row
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--pages", type=int, default=10_000, help="pages of the site (N)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
     parser.add_argument("--frontier", type=int, default=1_000_000,
                         help="URLs the frontier run discovers (0: no frontier run)")
+    parser.add_argument("--hub", type=int, default=15_000,
+                        help="links of the hub page the hub run starts from (0: no hub run)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, of {', '.join(CONTENDERS)}")
     parser.add_argument("--seed", type=int, default=1, help="the site generator's seed")
@@ -111,15 +135,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = set(args.sites.split(",")) - set(site.PROFILES)
     if bad:
         parser.error(f"unknown site profiles {sorted(bad)}; known: {', '.join(site.PROFILES)}")
-    if args.pages < site.MIN_PAGES or args.repeat < 1 or args.frontier < 0:
-        parser.error(f"need --pages >= {site.MIN_PAGES}, --repeat >= 1, --frontier >= 0")
+    if args.pages < site.MIN_PAGES or args.repeat < 1 or args.frontier < 0 or args.hub < 0:
+        parser.error(f"need --pages >= {site.MIN_PAGES}, --repeat >= 1, --frontier >= 0, "
+                     "--hub >= 0")
     return args
 
 
 def run_site(args: argparse.Namespace, profile: str, tmp: Path,
              frontier_urls: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Every contender, `args.repeat` times interleaved, on one generated site of `profile`;
-    then, when `frontier_urls`, the frontier run on the same server."""
+    then, with `args.hub`, the hub run, and when `frontier_urls`, the frontier run, on the
+    same server."""
     names = args.contenders.split(",")
     port = free_port()
     root = tmp / profile / "site"
@@ -129,7 +155,7 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
     server.start()
     ctx = Context(root, server.origin, manifest)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    frontier = None
+    frontier = hub = None
     # before the frontier run, whose hubs go into the same folder
     site_bytes = sum(f.stat().st_size for f in root.rglob("*.html"))
     links_per_page = site.links_per_page(root)
@@ -145,6 +171,11 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
                      f"CPU {row['cpu_pct']:.0f}%")
                 if not args.keep:
                     shutil.rmtree(work, ignore_errors=True)
+        if args.hub:
+            hub = run_hub(ctx, args.hub, tmp / profile / "hub")
+            _log(f"hub run: a page of {args.hub:,} links, then {hub.get('pages', 0):,} pages, "
+                 f"loop lag p99 {hub.get('loop_lag_p99_ms')} ms, "
+                 f"max {hub.get('loop_lag_max_ms')} ms")
         if frontier_urls:
             _log(f"frontier run: discovering {frontier_urls:,} URLs")
             frontier = run_frontier(ctx, frontier_urls, tmp / "frontier")
@@ -156,7 +187,8 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
     report.add_ratios(medians)
     result = {"profile": profile,
               "site_bytes": site_bytes, "links_per_page": links_per_page,
-              "medians": medians, "targets": report.targets(medians, frontier), "runs": runs}
+              "medians": medians, "targets": report.targets(medians, frontier, hub),
+              "hub": hub, "runs": runs}
     return result, frontier
 
 
@@ -173,7 +205,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "machine": report.machine(),
         "load_average_before": load_before,
         "params": {"pages": args.pages, "repeat": args.repeat, "seed": args.seed,
-                   "frontier": args.frontier, "contenders": args.contenders.split(","),
+                   "frontier": args.frontier, "hub": args.hub,
+                   "contenders": args.contenders.split(","),
                    "sites": list(sites)},
         "sites": sites,
         "frontier": frontier,

@@ -70,7 +70,7 @@ def table(medians: dict[str, Row]) -> str:
     return "\n".join(lines)
 
 
-def targets(medians: dict[str, Row], frontier: Row | None) -> list[Row]:
+def targets(medians: dict[str, Row], frontier: Row | None, hub: Row | None = None) -> list[Row]:
     """Each target of the issue: measured value, limit, met or not (None: not measured)."""
     crawler, scrapy = medians.get("crawler"), medians.get("scrapy")
     out: list[Row] = []
@@ -98,6 +98,11 @@ def targets(medians: dict[str, Row], frontier: Row | None) -> list[Row]:
     if crawler and extract and crawler["pages_per_s"]:
         check("pages/s with --extract vs without (x)",
               round(extract["pages_per_s"] / crawler["pages_per_s"], 2), 0.5, True)
+    if hub and hub["returncode"] == 0:
+        check(f"loop lag p99 (ms), hub run (a page of {hub['links']:,} links)",
+              hub["loop_lag_p99_ms"], TARGETS["loop_lag_p99_ms"], False)
+        check("loop lag max (ms), hub run", hub["loop_lag_max_ms"],
+              TARGETS["loop_lag_p99_ms"], False)
     if frontier:
         check(f"frontier run peak RSS (MB), {frontier['discovered']:,} URLs",
               frontier["peak_rss_mb"], TARGETS["frontier_rss_mb"], False)

@@ -8,7 +8,9 @@ and a rich vocabulary) and `links` (the link-heavy kind of site: a 20-link navig
 every page, 20-60 links in the body of which many repeat, about 64 links a page, 8-30 KB, a
 small vocabulary, so most links are known already and the text has few distinct words). The
 frontier site is a home page linking to hubs whose links lead to URLs that do not exist, so
-that fetching the hubs alone discovers a million URLs.
+that fetching the hubs alone discovers a million URLs. The hub page is one index of thousands of
+links into the site (its pages, each named several times and with fragments), the page
+whose links the event loop must take in without stalling.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ ROBOTS = "User-agent: *\nDisallow: /private/\n"
 MANIFEST = "manifest.json"
 _HREF = re.compile(r"<a href=")
 FRONTIER_DIR = "frontier"
+HUB_DIR = "hub"
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ber", "chal", "dor", "fen",
               "gri", "hal", "jun", "kri", "lem", "mor", "nal", "pra", "quin", "ros", "stel",
@@ -301,3 +304,22 @@ def generate_frontier(root: Path, urls: int) -> tuple[str, int]:
         (folder / f"h{h:05d}.html").write_text(f"<!doctype html><title>hub {h}</title>{body}",
                                                encoding="utf-8")
     return f"/{FRONTIER_DIR}/", hubs + 1
+
+
+def generate_hub(root: Path, manifest: Manifest, links: int) -> str:
+    """One page of `links` anchors into the site under `root`, like a documentation index:
+    each target named three times (as is, with a fragment, and again further down), so a
+    third as many distinct pages as anchors (fewer on a small site). Returns its path."""
+    targets = [p for p in manifest.expected if p != "/"]
+    distinct = max(1, links // 3)
+    names = [targets[i % len(targets)] for i in range(distinct)]
+    rows = []
+    for i in range(links):
+        path = names[i % distinct]
+        rows.append(f'<li><a href="{path}#s{i % 7}">{path}</a></li>' if (i // distinct) % 3 == 1
+                    else f'<li><a href="{path}">{path}</a></li>')
+    folder = root / HUB_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(
+        f"<!doctype html><title>index</title><ul>{''.join(rows)}</ul>", encoding="utf-8")
+    return f"/{HUB_DIR}/"

@@ -122,6 +122,11 @@ class Recorder:
         return len(self._pending) >= FLUSH_BATCH or self._links >= FLUSH_LINKS
 
     @property
+    def links(self) -> int:
+        """Links and candidates of the outcomes waiting for a flush."""
+        return self._links
+
+    @property
     def pending(self) -> bool:
         return bool(self._pending or self._extra)
 

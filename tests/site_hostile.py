@@ -202,6 +202,16 @@ async def links(request: web.Request) -> web.Response:
     return _page(f"Links {n}", body)
 
 
+async def links_thrice(request: web.Request) -> web.Response:
+    """n anchors to n / 3 targets, like a documentation index: each target named as is, then
+    with a fragment, then again."""
+    n = int(request.match_info["n"])
+    targets = max(1, n // 3)
+    hrefs = [f"/links-target/{i % targets}" + ("#part" if (i // targets) % 3 == 1 else "")
+             for i in range(n)]
+    return _page(f"Links thrice {n}", "\n".join(f'<a href="{h}">{h}</a>' for h in hrefs))
+
+
 # --- traps ----------------------------------------------------------------------------------
 
 
@@ -284,6 +294,7 @@ def install(app: web.Application) -> None:
     get("/encoded/{name}", encoded)
     get("/nested/{n:\\d+}", nested)
     get("/links/{n:\\d+}", links)
+    get("/links-thrice/{n:\\d+}", links_thrice)
     get("/calendar", calendar)
     get("/repeat/{tail:.*}", repeat)
     get("/redirect-to", redirect_to)

@@ -82,6 +82,17 @@ def _vocabulary(root: Path, skip: str = "") -> int:
     return len(words)
 
 
+def test_hub_page_names_the_site_s_pages_three_times_each(tmp_path: Path) -> None:
+    manifest = site.generate(tmp_path, 60, 8080, profile="links")
+    start = site.generate_hub(tmp_path, manifest, 90)
+    html = (tmp_path / start.strip("/") / "index.html").read_text(encoding="utf-8")
+    hrefs = re.findall(r'<a href="([^"]+)"', html)
+    assert len(hrefs) == 90
+    targets = [h.partition("#")[0] for h in hrefs]
+    assert len(set(targets)) == 30 and set(targets) <= set(manifest.expected) - {"/"}
+    assert sum("#" in h for h in hrefs) == 30
+
+
 def test_frontier_site_leads_to_the_number_of_urls_asked(tmp_path: Path) -> None:
     start, fetch = site.generate_frontier(tmp_path, 1000)
     folder = tmp_path / site.FRONTIER_DIR
@@ -149,6 +160,11 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         for fleet in ("crawler-redis", "crawler-cluster"):  # Redis CPU per page, measured
             assert one["medians"][fleet]["redis_ms_per_page"] > 0, (profile, fleet)
         assert {t["target"] for t in one["targets"]} >= {"loop lag p99 (ms)"}
+        # the hub run: a page of 15 000 links, its loop lag reported (never judged here)
+        assert one["hub"]["returncode"] == 0 and one["hub"]["pages"] > 200, profile
+        assert one["hub"]["loop_lag_p99_ms"] is not None, profile
+        assert any(t["target"].startswith("loop lag p99 (ms), hub run (a page of 15,000")
+                   for t in one["targets"]), profile
         assert f"site {profile!r}" in done.stdout
     assert data["sites"]["links"]["links_per_page"] > data["sites"]["mixed"]["links_per_page"]
     for name in names:

@@ -133,6 +133,11 @@ async def test_stats_json_has_every_contract_key_and_stop_reason_exhausted(
         assert set(stats[pool]) >= {"tasks", "busy_s", "restarts"}, f"{pool}: {stats[pool]}"
     assert stats["process_pool"]["tasks"] >= len(SITE_PATHS), "pages are parsed in processes"
     assert stats["process_pool"]["restarts"] == 0
+    # how full the pool was: a mean over time of batches at the parse processes, within the
+    # pool's places, and of pages waiting for a place
+    pool = stats["process_pool"]
+    assert 0 < pool["batches_mean"] <= pool["batches_max"] == 2 * (os.cpu_count() or 1), pool
+    assert pool["pages_waiting_mean"] >= 0, pool
 
 
 async def test_page_records_have_contract_keys_types_and_values(

@@ -87,6 +87,22 @@ async def test_a_page_of_100000_links_keeps_the_cap_and_counts_the_rest(
     assert site.paths() == ["/robots.txt", "/links/100000"]
 
 
+async def test_a_page_of_15000_links_admits_each_target_once_and_reports_the_lag(
+        site: Site, tmp_path: Path) -> None:
+    """The engine reads a page's links in chunks, the loop turning between them (CANDIDATE_
+    CHUNK): the chunks together still admit each target once, in document order."""
+    _, run = await crawl(site, tmp_path, "/links-thrice/15000", extra=("--max-pages", "1"))
+
+    record = run.page(site.url("/links-thrice/15000"))
+    assert record["links"] == 15_000
+    assert len(run.links) == 15_000, "5 000 distinct targets: under max_links_per_page"
+    followed = [link["to"] for link in run.links if link["followed"]]
+    assert followed == [site.url(f"/links-target/{i}") for i in range(5000)]
+    assert run.stats["frontier_left"] == 5000, "every target queued, none fetched"
+    # the lag around the page is reported (how long it is, the bench measures: no time here)
+    assert set(run.stats["loop_lag_ms"]) >= {"p50", "p99", "max"}
+
+
 async def test_100000_nested_tags_are_parsed(site: Site, tmp_path: Path) -> None:
     _, run = await crawl(site, tmp_path, "/nested/100000", extra=("--max-depth", "0"))
 
