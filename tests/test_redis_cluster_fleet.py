@@ -293,7 +293,7 @@ async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing
     prepare and the journal write (its batch staged in the
     shards: a reaper fences it and queues its URLs again) or between the journal write and
     the shards' apply (committed: a reaper applies it, and w1's records come from its journal,
-    settled onto its files by w2). w2 finishes the job alone."""
+    settled onto its files by w2). w2, started once w1 is dead, finishes the job alone."""
     job = f"cluster-{point}"
     port, hits, _ = multi_site
     hosts = _hosts(redis_cluster, job)
@@ -302,15 +302,17 @@ async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing
     args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
             *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
             "--job", job, "--frontier", redis_cluster.url, "--config", config]
+    # w2 starts once w1 is dead: started together, w2 could open the run and take every URL
+    # as spares before w1 leased one, and w1 would end without reaching its failpoint
     crawls = {"w1": await start_crawl(*args, "--worker", "w1", command=HOSTNAMES,
-                                      env=crawl_env(CRAWL_FAILPOINT=f"{point}:1")),
-              "w2": await start_crawl(*args, "--worker", "w2", command=HOSTNAMES)}
+                                      env=crawl_env(CRAWL_FAILPOINT=f"{point}:1"))}
     runs = out / job / "runs"
     survivors: dict[str, str] = {}
     try:
         assert (await crawls["w1"].wait(60)).returncode == -signal.SIGKILL
         at_death = recorded(runs, "w1")
         mark = len(_fetched(hits, port)())
+        crawls["w2"] = await start_crawl(*args, "--worker", "w2", command=HOSTNAMES)
         await finish(crawls, skip="w1", into=survivors)
     finally:
         stop(crawls.values())
