@@ -4,7 +4,6 @@ killed with SIGKILL, the site's own log the judge."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import time
@@ -20,7 +19,6 @@ from redis.cluster import RedisCluster as ClusterClient
 from crawler.frontier.redis import SHARDS
 from tests.conftest import (
     RedisCluster,
-    assert_no_traceback,
     complete_records,
     config_file,
     crawl_env,
@@ -97,6 +95,16 @@ async def multi_site(aiohttp_server: Any) -> Any:
     return server.port, hits, most
 
 
+def _fleet_args(tmp_path: Path, out: Path, job: str, cluster: RedisCluster, hosts: list[str],
+                port: int, *, lease_timeout: float) -> list[str]:
+    """A worker's command line on the cluster: one seed a host, small limits, one parse
+    process (the worker's name is added by the caller)."""
+    config = config_file(tmp_path, f"lease_timeout = {lease_timeout}\n")
+    return [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
+            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
+            "--job", job, "--frontier", cluster.url, "--config", config]
+
+
 @pytest.mark.slow
 async def test_three_workers_on_a_cluster_one_killed_lose_nothing(
         multi_site: Any, tmp_path: Path, redis_cluster: RedisCluster) -> None:
@@ -104,10 +112,7 @@ async def test_three_workers_on_a_cluster_one_killed_lose_nothing(
     port, hits, most = multi_site
     hosts = _hosts(redis_cluster, job)
     out = tmp_path / "out"
-    config = config_file(tmp_path, "lease_timeout = 2.0\n")
-    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
-            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
-            "--job", job, "--frontier", redis_cluster.url, "--config", config]
+    args = _fleet_args(tmp_path, out, job, redis_cluster, hosts, port, lease_timeout=2.0)
     crawls = {name: await start_crawl(*args, "--worker", name, command=HOSTNAMES)
               for name in ("w1", "w2", "w3")}
     # the first worker with pages dies: which one gets the first URLs is a race
@@ -166,24 +171,16 @@ async def _crawl_two(tmp_path: Path, cluster: RedisCluster, job: str, port: int,
                      hosts: list[str], during: Any) -> Path:
     """Two workers over `hosts`; `during()` runs once both have pages; both must finish."""
     out = tmp_path / "out"
-    config = config_file(tmp_path, "lease_timeout = 20.0\n")
-    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
-            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
-            "--job", job, "--frontier", cluster.url, "--config", config]
+    args = _fleet_args(tmp_path, out, job, cluster, hosts, port, lease_timeout=20.0)
     crawls = [await start_crawl(*args, "--worker", f"w{i}", command=HOSTNAMES)
               for i in (1, 2)]
     try:
         await wait_until(lambda: len(complete_records(
             (out / job / "runs").glob("*/pages-*.jsonl"))) >= 6, 60, "the first pages")
         await during()
-        for crawl in crawls:
-            result = await crawl.wait(180)
-            assert result.returncode == 0, str(result)
-            assert_no_traceback(result)
+        await finish({f"w{i}": c for i, c in enumerate(crawls, 1)})
     finally:
-        for crawl in crawls:
-            with contextlib.suppress(ProcessLookupError):
-                crawl.proc.kill()
+        stop(crawls)
     return out
 
 
@@ -298,10 +295,7 @@ async def test_a_worker_killed_inside_a_commit_loses_nothing_and_applies_nothing
     port, hits, _ = multi_site
     hosts = _hosts(redis_cluster, job)
     out = tmp_path / "out"
-    config = config_file(tmp_path, "lease_timeout = 2.0\n")
-    args = [seeds_file(tmp_path, *(f"http://{h}:{port}/p/0" for h in hosts)),
-            *fast(out), "--concurrency", "4", "--per-host", str(PER_HOST), "--workers", "1",
-            "--job", job, "--frontier", redis_cluster.url, "--config", config]
+    args = _fleet_args(tmp_path, out, job, redis_cluster, hosts, port, lease_timeout=2.0)
     # w2 starts once w1 is dead: started together, w2 could open the run and take every URL
     # as spares before w1 leased one, and w1 would end without reaching its failpoint
     crawls = {"w1": await start_crawl(*args, "--worker", "w1", command=HOSTNAMES,

@@ -6,7 +6,6 @@ The judge is the site's own request log, as in test_durability: the slow binary 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from tests.conftest import (
     start_crawl,
     wait_until,
 )
-from tests.fleets import assert_not_fetched_again, kill_one_and_finish
+from tests.fleets import assert_not_fetched_again, finish, kill_one_and_finish, stop
 from tests.test_durability import Tree, _check_run, tree  # noqa: F401 -- the fixture
 
 JOB = "fleet"
@@ -136,14 +135,9 @@ async def test_redis_outage_is_waited_out_and_the_crawl_completes(
         server.stop()
         await asyncio.sleep(1.5)
         server.start()
-        for crawl in crawls:
-            result = await crawl.wait(120)
-            assert result.returncode == 0, str(result)
-            assert_no_traceback(result)
+        await finish({f"w{i}": c for i, c in enumerate(crawls, 1)}, timeout=120)
     finally:
-        for crawl in crawls:
-            with contextlib.suppress(ProcessLookupError):
-                crawl.proc.kill()
+        stop(crawls)
         server.stop()
     run = load_run(out, JOB)
     _check_run(tree, run.pages, run.errors, run.links, run.stats)
