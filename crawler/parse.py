@@ -9,7 +9,7 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
@@ -20,10 +20,11 @@ from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from . import content as main_content
 from .models import Links, ParseInput, ParseResult
+from .text import figures, visible_text
 from .urls import LinkPolicy, absolute, normalize
 
-__all__ = ["DEFAULT_MAX_LINKS", "SHINGLE", "SITEMAP_MAX_BYTES", "Page", "hamming", "init_worker",
-           "load_callable", "parse", "parse_many", "parse_sitemap", "simhash_of"]
+__all__ = ["DEFAULT_MAX_LINKS", "SITEMAP_MAX_BYTES", "Page", "init_worker", "load_callable",
+           "parse", "parse_many", "parse_sitemap"]
 
 DEFAULT_MAX_LINKS = 5000  # config/default.toml `max_links_per_page`
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit, uncompressed
@@ -47,19 +48,6 @@ _NOT_WEB = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape"
                       "undefined"})
 _DECLARED_WINDOW = 2048
 
-_HIDDEN = frozenset({"script", "style", "noscript", "template", "head"})
-# text on either side of these joins without a space: "<b>H</b>ello" is one word
-_INLINE = frozenset({"a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "code", "data",
-                     "dfn", "em", "font", "i", "kbd", "label", "mark", "nobr", "q", "s", "samp",
-                     "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var",
-                     "wbr"})
-_WORD = re.compile(r"\w+")
-
-SHINGLE = 3  # words per simhash feature: the classic choice for near-duplicate web pages
-# one odd multiplier per position in a shingle, so that "a b c" and "c b a" differ
-_POSITION_FACTORS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)[:SHINGLE]
-_DIGESTS_MAX = 1 << 15  # token digests a parse process keeps; words recur from page to page
-_digests: dict[str, bytes] = {}
 # The text is re-encoded as UTF-8, so a stale XML or meta declaration cannot mislead lxml.
 # huge_tree: libxml2 otherwise halts at nesting depth 256 and drops the rest of a page of
 # unclosed tags; the body is bounded by max_bytes and the HTML parser expands no entities.
@@ -134,9 +122,9 @@ def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links:
         raise ValueError(f"max_links {max_links}: expected 0 or more")
     if extract and extract not in main_content.FORMATS:
         raise ValueError(f"extract {extract!r}: expected one of {main_content.FORMATS}")
-    # numpy (simhash_of) loads here, as the process starts, not within the first page's
-    # parse_timeout; the main process never imports it
-    importlib.import_module("numpy")
+    # numpy and the word tables (`text.figures`) load here, as the process starts, not within
+    # the first page's parse_timeout; the main process never imports them
+    figures("")
     loaded = tuple((spec, load_callable(spec)) for spec in extractors)
     _config = _Config(extractors=loaded, policy=policy, max_links=max_links, extract=extract)
 
@@ -158,8 +146,10 @@ def parse(inp: ParseInput) -> ParseResult:
     if _is_html(inp, data, bom):
         encoding = None
         try:
-            text, encoding = _decode(data, bom, inp.charset)
-            result = _analyse(inp, result.sha256, text, encoding)
+            text, encoding, exact = _decode(data, bom, inp.charset)
+            # lxml reads UTF-8: the body itself when it is that already
+            utf8 = data if exact else text.encode("utf-8", "replace")
+            result = _analyse(inp, result.sha256, text, utf8, encoding)
         except Exception as exc:  # an lxml failure, or a bug, costs this page's fields only
             error = None if isinstance(exc, etree.LxmlError) else _describe("parse", exc)
             result = replace(result, is_html=True, words=0, encoding=encoding, error=error)
@@ -209,28 +199,30 @@ def _candidates(data: bytes, charset: str | None) -> Iterator[str | None]:
         yield _codec(label)
 
 
-def _decode(data: bytes, bom: str | None, charset: str | None) -> tuple[str, str]:
-    """Bytes to text: a BOM, else the header, else a declaration, else detection."""
+def _decode(data: bytes, bom: str | None, charset: str | None) -> tuple[str, str, bool]:
+    """Bytes to text: a BOM, else the header, else a declaration, else detection. The flag
+    says whether the bytes are the text's UTF-8 as they stand (valid UTF-8, no BOM)."""
     if bom is not None:
         name = codecs.lookup(bom).name
-        return data.decode(name, "replace"), name
+        return data.decode(name, "replace"), name, False
     tried: set[str] = set()
     for codec in _candidates(data, charset):
         if codec is not None and codec not in tried:
             tried.add(codec)
             try:
-                return data.decode(codec), codec
+                return data.decode(codec), codec, codec == "utf-8"
             except (UnicodeError, LookupError):  # LookupError: bytes-to-bytes, e.g. base64
                 pass
-    return data.decode("utf-8", "replace"), "utf-8"
+    return data.decode("utf-8", "replace"), "utf-8", False
 
 
 def _collapse(text: str | None) -> str | None:
     return (" ".join(text.split()) or None) if text else None
 
 
-def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseResult:
-    root = etree.fromstring(text.encode("utf-8", "replace"), parser=_HTML_PARSER)
+def _analyse(inp: ParseInput, digest: str, text: str, utf8: bytes,
+             encoding: str) -> ParseResult:
+    root = etree.fromstring(utf8, parser=_HTML_PARSER)
     if root is None:
         raise etree.ParserError("Document is empty")
     # tag-filtered iteration runs in C; the equivalent XPath costs as much as the parse itself.
@@ -272,10 +264,10 @@ def _analyse(inp: ParseInput, digest: str, text: str, encoding: str) -> ParseRes
         except Exception as exc:  # the page keeps its record, with content ""
             content = ""
             error = "; ".join(filter(None, (error, _describe("extract", exc))))
-    tokens = _WORD.findall(_visible_text(root).lower())  # last: it takes the tree apart
+    words, simhash = figures(visible_text(root))
     return ParseResult(
         sha256=digest, is_html=True, title=title, description=description, lang=lang,
-        canonical=canonical, words=len(tokens), simhash=simhash_of(tokens), encoding=encoding,
+        canonical=canonical, words=words, simhash=simhash, encoding=encoding,
         links=links, links_dropped=dropped, extra=extra, error=error, content=content,
         content_lang=content_lang)
 
@@ -402,19 +394,6 @@ def _prefixes(base: str) -> tuple[str, str | None]:
     return origin, base[: base.rfind("/", 0, query if query >= 0 else len(base)) + 1]
 
 
-def _visible_text(root: Any) -> str:
-    """The text a reader sees: no script, style, head or comments; blocks kept apart.
-
-    Done by lxml in C, on the tree it then leaves changed: hidden elements and comments go
-    (their tails stay), inline tags are dissolved into their text ("<b>H</b>ello" is one
-    word), and what is left is blocks, whose text pieces are joined with spaces.
-    """
-    etree.strip_elements(root, *_HIDDEN, etree.Comment, etree.ProcessingInstruction,
-                         with_tail=False)
-    etree.strip_tags(root, *_INLINE)
-    return " ".join(root.itertext())
-
-
 def _describe(name: str, exc: BaseException) -> str:
     return f"{name}: {type(exc).__name__}: {exc}"
 
@@ -434,71 +413,6 @@ def _run_extractors(page: Page) -> tuple[dict[str, Any], str | None]:
         except Exception as exc:  # a plugin's failure costs its own result, not the page
             errors.append(_describe(name, exc))
     return extra, "; ".join(errors) or None
-
-
-def simhash_of(tokens: Iterable[str]) -> str | None:
-    """Charikar's 64-bit simhash of the text's word shingles (Manku et al.); None for none.
-
-    The features are the distinct runs of `SHINGLE` consecutive tokens (a text shorter than
-    that is one feature), each counted once: a template or a word repeated on every page
-    weighs no more than any other run, and two texts agree on a bit when most of their
-    distinct shingles do, so the distance follows their shingle overlap (Jaccard).
-
-    Each token is hashed with blake2b (8 bytes, little-endian); a process remembers the
-    digests of the last tokens it met, as words recur from page to page. A shingle's hash is
-    the murmur3 finalizer of its digests times one odd constant per position, and the 64 bit
-    columns are summed for all shingles at once: numpy, in C, not a loop per shingle.
-    """
-    import numpy as np  # here, not at the top: only the parse processes pay its 13 MB
-
-    tokens = list(tokens)
-    if not tokens:
-        return None
-    try:
-        digests = b"".join(map(_digests.__getitem__, tokens))
-    except KeyError:
-        missing = set(tokens).difference(_digests)
-        if len(_digests) + len(missing) > _DIGESTS_MAX:
-            _digests.clear()  # bounded: a long crawl must not grow a process without end
-            missing = set(tokens)
-        for token in missing:
-            _digests[token] = hashlib.blake2b(token.encode("utf-8", "surrogatepass"),
-                                              digest_size=8).digest()
-        digests = b"".join(map(_digests.__getitem__, tokens))
-    words = np.frombuffer(digests, dtype="<u8")
-    runs = max(1, len(words) - SHINGLE + 1)
-    mixed = np.zeros(runs, dtype=np.uint64)
-    for position, factor in enumerate(_POSITION_FACTORS[:len(words)]):
-        mixed += words[position:position + runs] * np.uint64(factor)  # wraps modulo 2**64, as meant
-    # distinct by a sort and a look at each neighbour: numpy 2.4's np.unique hashes instead,
-    # 245 us for 1 700 values against 18 us for this
-    features = np.sort(_fmix64(mixed))
-    if len(features) > 1:
-        features = features[np.concatenate(([True], features[1:] != features[:-1]))]
-    bits = np.unpackbits(features.astype("<u8", copy=False).view(np.uint8),
-                         bitorder="little").reshape(-1, 64)
-    majority = bits.sum(axis=0, dtype=np.uint32) * 2 > len(features)  # < 2**31 features
-    value = int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little")
-    return f"{value:016x}"
-
-
-def _fmix64(k: Any) -> Any:
-    """murmur3's 64-bit finalizer, in place on a numpy uint64 array: every input bit moves every
-    output bit, so that the sum of digests becomes a well-spread shingle hash."""
-    import numpy as np
-
-    shift = np.uint64(33)
-    k ^= k >> shift  # in place: `k` is the caller's scratch array
-    k *= np.uint64(0xFF51AFD7ED558CCD)
-    k ^= k >> shift
-    k *= np.uint64(0xC4CEB9FE1A85EC53)
-    k ^= k >> shift
-    return k
-
-
-def hamming(a: str, b: str) -> int:
-    """Bits that differ between two simhashes given as hex strings."""
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def parse_sitemap(body: bytes, max_urls: int) -> tuple[list[str], list[str]]:

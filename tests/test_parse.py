@@ -9,27 +9,27 @@ import os
 import pickle
 import pickletools
 import random
+import re
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import lxml.etree as etree  # type: ignore[import-untyped]
 import pytest
 
 from crawler import parse as parse_module
 from crawler.models import Link, Links, ParseInput, ParseResult
 from crawler.parse import (
     DEFAULT_MAX_LINKS,
-    SHINGLE,
-    hamming,
     init_worker,
     load_callable,
     parse,
     parse_many,
     parse_sitemap,
-    simhash_of,
 )
+from crawler.text import SHINGLE, figures, hamming, visible_text
 from crawler.urls import LinkPolicy
 
 # The extractor specs name `tests.plugins.extractors`, as a user names a module of their own
@@ -281,6 +281,27 @@ def test_visible_text_excludes_script_style_head_and_comments() -> None:
     assert result.simhash == simhash_of(["one", "two", "three", "four", "five"])
 
 
+def test_visible_text_leaves_the_tree_whole_for_extractors() -> None:
+    root = etree.fromstring(b"<html><body><p>a <b>b</b><script>x</script></p></body></html>",
+                            parser=etree.HTMLParser())
+    before = etree.tostring(root)
+    assert visible_text(root).split() == ["a", "b"]
+    assert etree.tostring(root) == before
+
+
+def test_visible_text_of_a_tree_deeper_than_libxslt_recurses() -> None:
+    # libxml2's HTML parser nests 2 048 deep at most; a tree an extractor built may be deeper
+    root = etree.Element("html")
+    node = etree.SubElement(root, "body")
+    for _ in range(5000):
+        node = etree.SubElement(node, "div")
+        node.text = "w"
+        etree.SubElement(node, "script").text = "hidden"
+    text = visible_text(root)
+    assert text.split() == ["w"] * 5000
+    assert len(root.findall(".//script")) == 5000  # the tree stays whole here too
+
+
 def test_word_count_splits_blocks_but_not_inline_markup() -> None:
     result = page(body_of("<td>1</td><td>2</td><p><b>H</b>ello <i>wo</i>rld</p>"))
     assert result.words == 4  # "1", "2", "Hello", "world"
@@ -301,6 +322,23 @@ def test_page_without_words_has_no_simhash() -> None:
     result = page(body_of("<p> ... </p><script>words()</script>"))
     assert (result.words, result.simhash) == (0, None)
     assert simhash_of([]) is None
+    assert figures(" -- ... ") == (0, None)
+
+
+def test_words_are_the_runs_of_backslash_w_in_lower_case() -> None:
+    rng = random.Random(3)
+    alphabet = "aZ_9 ,.-'\téÉßİ東京Ελ\u00a0\u2028😀𝔘\u0301٣"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        tokens = re.findall(r"\w+", text.lower())
+        words, simhash = figures(text)
+        assert words == len(tokens), text
+        assert simhash == (simhash_of(tokens) if tokens else None), text
+
+
+def test_a_text_longer_than_a_hashing_piece_keeps_its_words() -> None:
+    tokens = article(9, words=40_000)  # about 300 000 characters: several pieces
+    assert figures(" ".join(tokens)) == (len(tokens), reference_simhash(tokens))
 
 
 _MASK = (1 << 64) - 1
@@ -315,10 +353,20 @@ def _fmix(k: int) -> int:
     return k ^ k >> 33
 
 
+def simhash_of(tokens: list[str]) -> str | None:
+    return figures(" ".join(tokens))[1]
+
+
+def _word_hash(word: str) -> int:
+    """A word's hash as `crawler.text` defines it: a polynomial of its code points modulo
+    2**64 (FNV-1's prime), then murmur3's finalizer."""
+    return _fmix(sum(ord(c) * pow(0x100000001B3, i, 1 << 64) for i, c in enumerate(word))
+                 & _MASK)
+
+
 def reference_simhash(tokens: list[str]) -> str:
     """The textbook loop over the distinct 3-word shingles: 64 additions per shingle."""
-    digests = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
-               for t in tokens]
+    digests = [_word_hash(t) for t in tokens]
     shingles = {tuple(digests[i:i + SHINGLE])
                 for i in range(max(1, len(digests) - SHINGLE + 1))}
     features = {_fmix(sum(d * f for d, f in zip(s, _FACTORS, strict=False)) & _MASK)
