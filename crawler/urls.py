@@ -216,6 +216,8 @@ def address_class(ip: str) -> str:
 def repeats_segments(path: str) -> bool:
     """Whether a run of path segments repeats TRAP_REPEATS times in a row (`/a/b/a/b/a/b/`)."""
     segments = [s for s in path.split("/") if s]
+    if len(segments) < TRAP_REPEATS or len(set(segments)) == len(segments):
+        return False  # a repeat needs some segment twice, and most paths have none: 0.5 us
     for width in _TRAP_WIDTHS:
         span = width * TRAP_REPEATS
         for start in range(len(segments) - span + 1):

@@ -131,6 +131,16 @@ def test_any_block_repeated_enough_is_a_trap(block: list[str], prefix: list[str]
     assert repeats_segments(path)
 
 
+@PROPERTY
+@given(st.lists(st.sampled_from(["a", "b", "c"]), max_size=12))
+def test_the_trap_rule_is_a_block_of_one_to_three_segments_three_times(segments: list[str]) \
+        -> None:
+    # the definition spelled out, against the rule's quick answer for paths without repeats
+    expected = any(segments[i:i + w] == segments[i + w:i + 2 * w] == segments[i + 2 * w:i + 3 * w]
+                   for w in (1, 2, 3) for i in range(len(segments) - 3 * w + 1))
+    assert repeats_segments("/" + "/".join(segments)) is expected
+
+
 def test_policy_refuses_trap_urls() -> None:
     policy = LinkPolicy.for_seeds(["http://example.com/"], scope="host",
                                   private_networks="seeds")
