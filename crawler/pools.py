@@ -172,6 +172,7 @@ class ParsePool:
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs threads and an event loop is unsafe
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        self._warm: asyncio.Future[None] | None = None  # the new pool's first answer
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context(method),
@@ -265,10 +266,7 @@ class ParsePool:
             generation = self._generation
             try:
                 loop = asyncio.get_running_loop()
-                # the pool was just rebuilt: its processes starting (imports) are not the
-                # page's parse time, so the clock starts once one of them answers
-                await asyncio.wait_for(loop.run_in_executor(self._executor, _ready),
-                                       max(self._timeout, STARTUP_TIMEOUT_S))
+                await self._up()
                 future = loop.run_in_executor(self._executor, parse.parse_many, [inp])
                 result = (await asyncio.wait_for(future, self._timeout))[0]
             except (BrokenProcessPool, TimeoutError) as exc:
@@ -290,6 +288,7 @@ class ParsePool:
     async def _started(self, fn: Callable[..., T], *args: Any, budget: int = 1) -> T:
         """Run `fn` in a process, `budget` timeouts from when a worker is free for it."""
         loop = asyncio.get_running_loop()
+        await self._up()
         future = loop.run_in_executor(self._executor, fn, *args)
         # queued behind busy workers: the clock starts once as many batches have finished as
         # were queued ahead of this one (the executor's queue is first in, first out)
@@ -308,6 +307,15 @@ class ParsePool:
             self._finished += 1
             self._freed.set()
             self._freed = asyncio.Event()
+
+    async def _up(self) -> None:
+        """A new pool's processes starting (imports, the parser's tables) is no page's parse
+        time: the clocks start once one of them has answered (within STARTUP_TIMEOUT_S)."""
+        if self._warm is None:
+            self._warm = asyncio.get_running_loop().run_in_executor(self._executor, _ready)
+        if not self._warm.done():
+            await asyncio.wait_for(asyncio.shield(self._warm), STARTUP_TIMEOUT_S)
+        self._warm.result()  # a pool that broke as it started raises here, for a rebuild
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Any other CPU-bound top-level function (sitemaps), under the same time limit."""

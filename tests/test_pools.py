@@ -87,6 +87,19 @@ async def test_hanging_page_fails_within_the_timeout_and_the_pool_recovers() -> 
         pool.terminate()
 
 
+async def test_a_slow_starting_pool_times_no_page_out() -> None:
+    # the processes take 2 s to start, twice the timeout: starting is not parsing
+    pool = ParsePool(workers=2, timeout=1.0, extractors=("tests.plugins.slow_start:nothing",),
+                     policy=None, max_links=100)
+    try:
+        results = await asyncio.gather(*(pool.parse([page(f"/{i}")]) for i in range(4)))
+        for (result,) in results:
+            assert_parsed(result)
+        assert pool.figures.restarts == 0
+    finally:
+        pool.terminate()
+
+
 async def test_call_runs_a_function_in_the_pool(pool: ParsePool) -> None:
     assert await pool.call(pow, 2, 10) == 1024
     assert pool.figures.tasks == 1
