@@ -23,7 +23,7 @@ from typing import Any
 from crawler.reader import read_stats
 
 from . import report, site
-from .contenders import CONTENDERS, JOB, REPO, Contender, Context
+from .contenders import CONTENDERS, JOB, REPO, Contender, Context, cpu_between
 from .nginx import Nginx, free_port
 
 DEFAULT_RESULTS = REPO / "bench" / "results" / "latest.json"
@@ -66,6 +66,10 @@ def run_one(ctx: Context, contender: Contender, work: Path, server: Nginx) -> di
         _log(f"  {contender.name} exited {row['returncode']}:\n{tail}")
     row["pages_per_s"] = round(row["found"] / row["wall_s"], 2) if row["wall_s"] else 0.0
     row["cpu_pct"] = round(100 * row["cpu_s"] / row["wall_s"], 1) if row["wall_s"] else 0.0
+    # while pages wait: from the first page fetched to the last, start-up and shut-down aside
+    series = row.pop("cpu_series", [])
+    if row.get("crawling_from") is not None:
+        row["cpu_pct_crawling"] = cpu_between(series, row["crawling_from"], row["crawling_to"])
     return row
 
 
@@ -168,7 +172,9 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
                 _log(f"[{profile} {repeat}/{args.repeat}] {name}: {row['found']}/"
                      f"{row['expected']} pages, {row['wall_s']:.1f} s, "
                      f"{row['pages_per_s']:.1f} pages/s, {row['peak_rss_mb']:.0f} MB, "
-                     f"CPU {row['cpu_pct']:.0f}%")
+                     f"CPU {row['cpu_pct']:.0f}%" + (
+                         f" ({row['cpu_pct_crawling']:.0f}% while crawling)"
+                         if row.get("cpu_pct_crawling") is not None else ""))
                 if not args.keep:
                     shutil.rmtree(work, ignore_errors=True)
         if args.hub:

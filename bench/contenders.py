@@ -117,17 +117,30 @@ def tenths(times: list[float]) -> float | None:
     return round(first / last, 3) if last > 0 else None
 
 
+def cpu_between(series: list[list[float]], start: float, end: float) -> float | None:
+    """The tree's CPU (% of one core) from `start` to `end` (Unix times), from the samples of
+    `bench.measure` just outside them; None for a stretch under a second."""
+    before = [s for s in series if s[0] <= start]
+    after = [s for s in series if s[0] >= end]
+    if end - start < 1.0 or not before or not after:
+        return None
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    return round(100 * (c1 - c0) / (t1 - t0), 1)
+
+
 def _crawler_found(ctx: Context, work: Path) -> Found:
     job = work / "out" / JOB
     stats = read_stats(job)
     pages = list(read_pages(job))
+    fetched = sorted(datetime.fromisoformat(p["fetched_at"]).timestamp() for p in pages)
     info = {"loop_lag_p99_ms": stats["loop_lag_ms"]["p99"],
             "loop_lag_max_ms": stats["loop_lag_ms"]["max"],
             "process_pool_busy_s": stats["process_pool"]["busy_s"],
             "thread_pool_busy_s": stats["thread_pool"]["busy_s"],
             "stats_pages_per_s": stats["pages_per_s"],
-            "last_vs_first_tenth": tenths([datetime.fromisoformat(p["fetched_at"]).timestamp()
-                                           for p in pages])}
+            "last_vs_first_tenth": tenths(fetched),
+            "crawling_from": fetched[0] if fetched else None,
+            "crawling_to": fetched[-1] if fetched else None}
     return Found(count_found(ctx, pages), info)
 
 

@@ -8,7 +8,9 @@ then reaches `RUSAGE_CHILDREN`, which is summed over the reaped tree. Memory can
 that way (ru_maxrss is a per-process peak, and peaks of different processes happen at
 different times), so it is sampled: every 0.1 s the RSS (and PSS, which shares out pages
 that forked processes have in common) of every live descendant is added up, and the largest
-sum is the tree's peak.
+sum is the tree's peak. The CPU time of the live tree is sampled with it (`cpu_series`, pairs
+of Unix time and CPU seconds), so that a stretch of the run, the crawl between its first and
+last page without the start-up and the shut-down, can be judged on its own.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 INTERVAL_S = 0.1
 ORPHAN_GRACE_S = 30.0
 _PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -73,6 +77,16 @@ def pss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of `pid` (all its threads), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _reap_orphans() -> None:
     """Wait for what the command left behind, so that its CPU time is counted."""
     deadline = time.monotonic() + ORPHAN_GRACE_S
@@ -89,7 +103,7 @@ def _reap_orphans() -> None:
         time.sleep(0.05)
 
 
-def measure(command: list[str]) -> dict[str, float | int]:
+def measure(command: list[str]) -> dict[str, Any]:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
@@ -97,9 +111,11 @@ def measure(command: list[str]) -> dict[str, float | int]:
     start = time.perf_counter()
     proc = subprocess.Popen(command)
     peak_rss = peak_pss = most = samples = 0
+    series: list[tuple[float, float]] = []
     me = os.getpid()
     while proc.poll() is None:
         tree = descendants(me)
+        series.append((round(time.time(), 3), round(sum(cpu_seconds(p) for p in tree), 2)))
         peak_rss = max(peak_rss, sum(rss_bytes(p) for p in tree))
         peak_pss = max(peak_pss, sum(pss_bytes(p) for p in tree))
         most = max(most, len(tree))
@@ -111,7 +127,7 @@ def measure(command: list[str]) -> dict[str, float | int]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"returncode": proc.returncode, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "peak_rss_mb": round(peak_rss / 2**20, 1), "peak_pss_mb": round(peak_pss / 2**20, 1),
-            "max_processes": most, "samples": samples}
+            "max_processes": most, "samples": samples, "cpu_series": series}
 
 
 def main(argv: list[str]) -> int:

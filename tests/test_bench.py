@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import site
-from bench.contenders import CONTENDERS
+from bench.contenders import CONTENDERS, cpu_between
 from tests.conftest import ROOT
 
 HREF = re.compile(r'<a href="([^"]*)"')
@@ -134,6 +134,26 @@ def test_measure_reaps_orphans_and_counts_their_cpu(tmp_path: Path) -> None:
     result = _measure(tmp_path, ORPHAN)
     # the orphan's three million squares are CPU time the parent alone never spent
     assert result["cpu_s"] > 0.1
+
+
+BUSY_THEN_IDLE = """
+import time
+end = time.monotonic() + 1.5
+while time.monotonic() < end:
+    pass
+time.sleep(1.5)
+"""
+
+
+def test_measure_samples_the_trees_cpu_so_a_stretch_is_judged_alone(tmp_path: Path) -> None:
+    result = _measure(tmp_path, BUSY_THEN_IDLE)
+    series: list[list[float]] = result["cpu_series"]  # type: ignore[assignment]
+    assert len(series) > 20 and series == sorted(series)
+    start, end = series[0][0], series[-1][0]
+    busy, idle = cpu_between(series, start, start + 1.2), cpu_between(series, end - 1.2, end)
+    assert busy is not None and idle is not None
+    assert idle < 10 < busy  # spinning (a share of a core, however loaded), then asleep
+    assert cpu_between(series, start, start + 0.5) is None  # under a second: no figure
 
 
 @pytest.mark.slow
