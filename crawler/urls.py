@@ -45,6 +45,11 @@ _QUERY_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?]"
 # what DNS can look up (RFC 1035 lengths); WHATWG lets more through
 _HOST_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _HOST_MAX = 253
+# a URL that normalization leaves as ada gave it: http(s), a DNS name (no trailing dot) or an
+# IPv4 address, a port that is not 0, a path of pchars with no escape, no `;` (a session id
+# may hide behind one), no query
+_PLAIN = re.compile(r"https?://([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?::[1-9][0-9]*)?"
+                    r"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 
 _PRIVATE_V4 = tuple(
     ipaddress.IPv4Network(n)
@@ -79,6 +84,10 @@ def _normalize(url: str, base: str | None) -> str | None:
     # `http:page.html`, IPv4 number forms, UTS #46 hosts; it raises ValueError for a URL
     # (or a host) that browsers refuse
     href = ada_url.join_url(base, url) if base is not None else ada_url.normalize_url(url)
+    href = href.partition("#")[0]
+    plain = _PLAIN.fullmatch(href)
+    if plain is not None and plain.end(1) - plain.start(1) <= _HOST_MAX and "/." not in href:
+        return href  # what the steps below would give it back unchanged, at a third the cost
     scheme, sep, rest = href.partition("://")
     if scheme not in _DEFAULT_PORTS or not sep:
         return None

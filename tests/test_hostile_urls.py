@@ -6,12 +6,14 @@ survives; the result is an absolute http(s) URL of printable ASCII; session IDs 
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from crawler import urls as urls_module
 from crawler.urls import TRAP_REPEATS, LinkPolicy, normalize, repeats_segments
 
 PROPERTY = settings(max_examples=250, deadline=None, database=None)
@@ -102,6 +104,21 @@ def test_session_id_parameters_never_survive(url: str) -> None:
         params = [p.partition("=")[0].lower() for seg in parts.path.split("/")
                   for p in seg.split(";")[1:]]
         assert "jsessionid" not in params
+
+
+_PLAIN_SEGMENT = st.text(alphabet="aZ09-._~!$&'()*+,=:@", max_size=6)
+
+
+@PROPERTY
+@given(st.one_of(urls(), st.builds(
+    lambda host, port, parts, fragment: f"http://{host}{port}/" + "/".join(parts) + fragment,
+    _HOST, _PORT, st.lists(_PLAIN_SEGMENT, max_size=5), _FRAGMENT)), BASES)
+def test_the_shortcut_for_a_plain_url_gives_what_the_full_steps_give(url: str,
+                                                                    base: str | None) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(urls_module, "_PLAIN", re.compile(r"(?!)"))  # never matches: full steps
+        expected = normalize(url, base)
+    assert normalize(url, base) == expected
 
 
 # --- the trap rule ------------------------------------------------------------------------------
