@@ -49,7 +49,7 @@ _HOST_MAX = 253
 # IPv4 address, a port that is not 0, a path of pchars with no escape, no `;` (a session id
 # may hide behind one), no query
 _PLAIN = re.compile(r"https?://([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?::[1-9][0-9]*)?"
-                    r"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
+                    r"(/[A-Za-z0-9\-._~!$&'()*+,=:@/]*)")
 
 _PRIVATE_V4 = tuple(
     ipaddress.IPv4Network(n)
@@ -222,6 +222,11 @@ def address_class(ip: str) -> str:
     return "public" if addr.is_global else "reserved"
 
 
+def _host_and_path(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.path
+
+
 def repeats_segments(path: str) -> bool:
     """Whether a run of path segments repeats TRAP_REPEATS times in a row (`/a/b/a/b/a/b/`)."""
     segments = [s for s in path.split("/") if s]
@@ -283,8 +288,8 @@ class LinkPolicy:
         """Say why a link is not followed, so stats can count refusals by reason."""
         if len(url) > self.max_url_length:
             return "length"
-        parts = urlsplit(url)  # once: host and path (host_of's rule, contract 4a)
-        host = parts.hostname or ""
+        plain = _PLAIN.fullmatch(url)  # host and path read once (host_of's rule, contract 4a)
+        host, path = (plain[1], plain[2]) if plain is not None else _host_and_path(url)
         if self.scope == "host" and host not in self.seed_hosts:
             return "scope"
         if self.scope == "domain" and registrable_domain(host) not in self.seed_domains:
@@ -296,7 +301,7 @@ class LinkPolicy:
             return "allow"
         if self.deny and any(p.search(url) for p in _compiled(self.deny)):
             return "deny"
-        if repeats_segments(parts.path):
+        if repeats_segments(path):
             return "trap"
         return None
 
