@@ -130,6 +130,37 @@ async def test_lease_skips_hosts(job: Job) -> None:
         A, "http://a.test/2", "http://c.test/"]
 
 
+async def test_lease_finds_a_host_behind_the_queue_of_a_skipped_one(
+        job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the queue's head is read only so far (LEASE_WINDOW); past it, each host's own queue
+    monkeypatch.setattr("crawler.frontier.sqlite.LEASE_WINDOW", 3)
+    many = [f"http://a.test/{i}" for i in range(10)]
+    frontier = await job.open([*many, B, "http://c.test/", "http://b.test/2"])
+    got = await frontier.lease(2, {"a.test"})
+    assert [r.url for r in got] == [B, "http://b.test/2"]
+    assert [r.url for r in await frontier.lease(5, {"a.test"})] == ["http://c.test/"]
+    assert await frontier.lease(5, {"a.test"}) == []  # only a.test's are queued
+    assert [r.url for r in await frontier.lease(3, ())] == many[:3]
+
+
+async def test_lease_skipping_every_queued_host_then_one_admitted(job: Job) -> None:
+    frontier = await job.open([A, "http://a.test/2"])
+    (first,) = await frontier.lease(1, ())
+    assert await frontier.lease(5, {"a.test"}) == []
+    batch = await frontier.prepare([done(first, B, "http://a.test/3")])
+    await frontier.commit(batch, Journal())
+    assert [r.url for r in await frontier.lease(5, {"a.test"})] == [B]
+    await frontier.release([B])
+    await frontier.release([B])  # twice: queued once
+    assert [r.url for r in await frontier.lease(5, {"a.test"})] == [B]
+    assert await frontier.lease(5, {"a.test", "b.test"}) == []
+    await job.close(frontier)
+    frontier = await job.open()  # resumed: B's lease is given back, the counts read again
+    assert [r.url for r in await frontier.lease(5, {"a.test"})] == [B]
+    assert [r.url for r in await frontier.lease(5, ())] == ["http://a.test/2",
+                                                          "http://a.test/3"]
+
+
 async def test_release_puts_urls_back_in_their_place(job: Job) -> None:
     frontier = await job.open([A, B])
     leased = await frontier.lease(1, ())
