@@ -27,7 +27,6 @@ from .errors import OutputError
 from .fetch import AddressGuard, Fetcher
 from .fleet import Fleet, SharedRobots
 from .frontier import Frontier, Journal, RunInfo
-from .frontier.redis import RedisFrontier
 from .frontier.sqlite import SqliteFrontier
 from .politeness import Politeness
 from .pools import ParsePool, ThreadPool
@@ -100,6 +99,8 @@ class Runner:
         self.policy = await self._policy()
         frontier: Frontier
         if self.s.frontier:
+            # imported here: redis-py costs a SQLite job's main process 6 MB of RSS
+            from .frontier.redis import RedisFrontier
             frontier = self.fleet = RedisFrontier(self.s, self.job)
         else:
             frontier = SqliteFrontier(
