@@ -81,7 +81,7 @@ def run_frontier(ctx: Context, urls: int, work: Path) -> dict[str, Any]:
     seeds.write_text(ctx.origin + start + "\n", encoding="utf-8")
     # past the hubs: leaves leased while the last hubs are in flight answer 404, and fast: with
     # 256 to spare a 10 000 000-URL run once fetched 261 of them before its last 5 hubs
-    max_pages = fetch + 4096
+    max_pages = fetch + max(256, min(4096, urls // 1000))
     crawl = str(Path(ctx.python).with_name("crawl"))
     row = _measured([crawl, str(seeds), "--out", str(work / "out"), "--job", JOB, "--fresh",
                      "--no-progress", "-q", "--max-pages", str(max_pages)], work)

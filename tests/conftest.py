@@ -47,6 +47,21 @@ HEX16_RE = re.compile(r"^[0-9a-f]{16}$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
+# --- the order tests start in ----------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, the rest after, each group in collection order.
+
+    xdist hands tests out in this order, each process holding the one it runs and the next
+    only (`--maxschedchunk 1` in pyproject.toml): a long test started last is the tail of the
+    whole suite, so the long ones start while there are short ones left to fill the other
+    processes around them. Every process collects the same order (the sort is stable and
+    deterministic), as xdist requires.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # --- the site -------------------------------------------------------------------------------
 
 

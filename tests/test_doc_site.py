@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import functools
+import json
+import os
 import urllib.request
 from collections import deque
 from html.parser import HTMLParser
@@ -11,7 +16,15 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import DocSite, config_file, fast, load_run, run_crawl, seeds_file
+from tests.conftest import (
+    DOC_ROOT,
+    DocSite,
+    config_file,
+    fast,
+    load_run,
+    seeds_file,
+    start_crawl,
+)
 
 
 def test_doc_site_serves_the_documentation(doc_site: DocSite) -> None:
@@ -52,10 +65,37 @@ def _file_of(doc_site: DocSite, url: str) -> Path | None:
     return path if path.suffix == ".html" and path.is_file() else None
 
 
-def _walk(doc_site: DocSite, start: str, max_depth: int | None,
-          max_links: int | None = None) -> dict[str, int]:
+def _parse(page: Path) -> tuple[str | None, list[str]]:
+    links = _Links()
+    links.feed(page.read_text(encoding="utf-8", errors="replace"))
+    return links.base, links.hrefs
+
+
+@functools.cache
+def _links_table(shared: Path) -> dict[str, tuple[str | None, list[str]]]:
+    """<base href> and the hrefs of every HTML file of the documentation, by file path.
+
+    The standard library's parser takes ten CPU seconds over the whole corpus, and three
+    tests walk it: the first process of the run to get here parses it, under a lock, into a
+    file in `shared`, which the others (xdist's) then read.
+    """
+    table = shared / "doc-links.json"
+    with (shared / "doc-links.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not table.exists():
+            parsed = {str(p): _parse(p) for p in sorted(DOC_ROOT.rglob("*.html"))}
+            partial = table.with_suffix(".partial")
+            partial.write_text(json.dumps(parsed), encoding="utf-8")
+            partial.rename(table)
+    return {path: (base, hrefs)
+            for path, (base, hrefs) in json.loads(table.read_text(encoding="utf-8")).items()}
+
+
+def _walk(doc_site: DocSite, start: str, max_depth: int | None, max_links: int | None,
+          shared: Path) -> dict[str, int]:
     """Breadth-first over the files on disk: URL (no fragment) -> its depth from `start`.
     With `max_links`, a page's first that many distinct http(s) targets only (contract 4b)."""
+    table = _links_table(shared)
     origin = urlsplit(start)[:2]
     depths = {start: 0}
     queue = deque([start])
@@ -65,11 +105,11 @@ def _walk(doc_site: DocSite, start: str, max_depth: int | None,
         page = _file_of(doc_site, url)
         if page is None or (max_depth is not None and depth >= max_depth):
             continue
-        links = _Links()
-        links.feed(page.read_text(encoding="utf-8", errors="replace"))
-        base = urljoin(url, links.base) if links.base else url
+        found = table.get(str(page))
+        base_href, hrefs = found if found is not None else _parse(page)
+        base = urljoin(url, base_href) if base_href else url
         targets = dict.fromkeys(t for t in (urldefrag(urljoin(base, h.strip()))[0]
-                                            for h in links.hrefs)
+                                            for h in hrefs)
                                 if urlsplit(t).scheme in ("http", "https"))
         for target in list(targets)[:max_links]:
             if urlsplit(target)[:2] == origin and target not in depths:
@@ -78,25 +118,38 @@ def _walk(doc_site: DocSite, start: str, max_depth: int | None,
     return depths
 
 
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist process of this run shares (without xdist, the run's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def _key(url: str) -> str:
     # one spelling per resource on both sides: escapes decoded, fragment gone
     parts = urlsplit(url)
     return unquote(parts.path) + (f"?{unquote(parts.query)}" if parts.query else "")
 
 
-async def _crawl(doc_site: DocSite, tmp_path: Path, *args: str | Path) -> list[dict[str, Any]]:
+async def _crawl_and_walk(doc_site: DocSite, tmp_path: Path, shared: Path,
+                          max_depth: int | None, max_links: int | None,
+                          *args: str | Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The crawl's page records, and the walk of the files the test holds them to: the walk
+    runs in a thread while the crawl runs (they share nothing but the files)."""
     seeds = seeds_file(tmp_path, doc_site.url("/index.html"))
-    result = await run_crawl(seeds, *fast(tmp_path / "out", timeout=10), "--per-host", "16",
-                             *args, timeout=600)
+    crawl = await start_crawl(seeds, *fast(tmp_path / "out", timeout=10), "--per-host", "16",
+                              *args)
+    walk = await asyncio.to_thread(_walk, doc_site, doc_site.url("/index.html"), max_depth,
+                                   max_links, shared)
+    result = await crawl.wait(timeout=600)
     assert result.returncode == 0, str(result)
-    return load_run(tmp_path / "out", "seeds").pages
+    return load_run(tmp_path / "out", "seeds").pages, walk
 
 
 @pytest.mark.slow
 async def test_every_reachable_page_of_the_documentation_is_recorded_once(
-        doc_site: DocSite, tmp_path: Path) -> None:
-    walk = _walk(doc_site, doc_site.url("/index.html"), None)
-    pages = await _crawl(doc_site, tmp_path)
+        doc_site: DocSite, tmp_path: Path, shared: Path) -> None:
+    pages, walk = await _crawl_and_walk(doc_site, tmp_path, shared, None, None)
     keys = [_key(p["url"]) for p in pages]
     assert len(keys) == len(set(keys)), [k for k in set(keys) if keys.count(k) > 1][:10]
     assert set(keys) == {_key(u) for u in walk}
@@ -106,9 +159,8 @@ async def test_every_reachable_page_of_the_documentation_is_recorded_once(
 
 @pytest.mark.slow
 async def test_a_depth_limited_crawl_is_the_breadth_first_walk_of_the_files(
-        doc_site: DocSite, tmp_path: Path) -> None:
-    walk = _walk(doc_site, doc_site.url("/index.html"), 2)
-    pages = await _crawl(doc_site, tmp_path, "--max-depth", "2")
+        doc_site: DocSite, tmp_path: Path, shared: Path) -> None:
+    pages, walk = await _crawl_and_walk(doc_site, tmp_path, shared, 2, None, "--max-depth", "2")
     found = {_key(p["url"]): p["depth"] for p in pages}
     assert len(found) == len(pages)
     assert found == {_key(u): d for u, d in walk.items()}
@@ -116,9 +168,9 @@ async def test_a_depth_limited_crawl_is_the_breadth_first_walk_of_the_files(
 
 @pytest.mark.slow
 async def test_the_links_cap_counts_the_distinct_targets_of_a_real_index(
-        doc_site: DocSite, tmp_path: Path) -> None:
+        doc_site: DocSite, tmp_path: Path, shared: Path) -> None:
     # genindex.html: 4 339 anchors to 176 pages; releases/security.html: 970 anchors to 489
-    walk = _walk(doc_site, doc_site.url("/index.html"), 2, max_links=300)
     config = config_file(tmp_path, "max_links_per_page = 300\n")
-    pages = await _crawl(doc_site, tmp_path, "--max-depth", "2", "--config", config)
+    pages, walk = await _crawl_and_walk(doc_site, tmp_path, shared, 2, 300,
+                                        "--max-depth", "2", "--config", config)
     assert {_key(p["url"]): p["depth"] for p in pages} == {_key(u): d for u, d in walk.items()}

@@ -194,6 +194,7 @@ BOUNDARIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("point", "replayed"), BOUNDARIES)
 async def test_kill_9_at_each_write_boundary_loses_and_repeats_nothing(
         tree: Tree, tmp_path: Path, point: str, replayed: bool) -> None:
@@ -279,6 +280,7 @@ async def test_kill_9_at_random_instants_then_the_same_command_finishes_the_run(
         reap(orphans)
 
 
+@pytest.mark.slow
 async def test_kill_9_between_runs_resumes_the_new_run_and_latest_waits_for_it(
         tree: Tree, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -357,6 +359,7 @@ async def _wait_for_records(out: Path, n: int) -> None:
 # --- budgets pause, the next invocation resumes ------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_max_pages_walks_the_site_in_slices_with_one_runs_stats(
         tree: Tree, tmp_path: Path) -> None:
     tree.delay = 0.0
@@ -383,6 +386,7 @@ async def test_max_pages_walks_the_site_in_slices_with_one_runs_stats(
 # --- recrawl of a finished job -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_recrawl_sends_validators_records_changes_and_follows_new_links(
         tree: Tree, tmp_path: Path) -> None:
     tree.delay = 0.0

@@ -120,7 +120,11 @@ async def test_retry_after_in_any_shape_leads_to_one_retry(site: Site, tmp_path:
               "bad-date": (503, "Wed%2C%2099%20Foo%202026%2099%3A99%20GMT"),
               "negative": (503, "-5")}
     paths = {key: f"/throttle/{code}/{key}?ra={value}" for key, (code, value) in shapes.items()}
-    _, run = await crawl(site, tmp_path, *paths.values(), retries=2)
+    # a short backoff: each 429 or 503 doubles the host's pace from it (0.5 s by default, so
+    # 7.5 s of waiting between the four), and the shapes the crawler cannot read fall back to it
+    config = config_file(tmp_path, "backoff = 0.05\n")
+    _, run = await crawl(site, tmp_path, *paths.values(), retries=2,
+                         extra=("--config", str(config)))
 
     for key, path in paths.items():
         record = run.page(site.url(path))

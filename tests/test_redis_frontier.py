@@ -237,6 +237,7 @@ async def test_fleet_window_is_held_by_one_worker_and_passes_the_next_start_on(
     assert await a.take("other", 5.0, 0.0) == 0, "other hosts keep their pace"
 
 
+@pytest.mark.slow
 async def test_dedup_is_exact_over_many_urls_and_its_memory_is_measured(make: Make) -> None:
     """Every URL admitted once; the README's bytes per URL come from `memory()` at scale."""
     a = make(worker="a")
