@@ -118,13 +118,14 @@ def tenths(times: list[float]) -> float | None:
 
 
 def cpu_between(series: list[list[float]], start: float, end: float) -> float | None:
-    """The tree's CPU (% of one core) from `start` to `end` (Unix times), from the samples of
-    `bench.measure` just outside them; None for a stretch under a second."""
-    before = [s for s in series if s[0] <= start]
-    after = [s for s in series if s[0] >= end]
-    if end - start < 1.0 or not before or not after:
+    """The tree's CPU (% of one core) from `start` to `end` (Unix times), from the first and
+    the last sample of `bench.measure` inside them (a sample sums the live processes: one
+    after `end` may come when the parse processes have exited, their CPU gone from the sum);
+    None for under a second of samples."""
+    inside = [s for s in series if start <= s[0] <= end]
+    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0:
         return None
-    (t0, c0), (t1, c1) = before[-1], after[0]
+    (t0, c0), (t1, c1) = inside[0], inside[-1]
     return round(100 * (c1 - c0) / (t1 - t0), 1)
 
 
