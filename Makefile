@@ -90,7 +90,8 @@ bench: install nginx redis $(SCRAPY)/.installed
 
 # flat cost as the job grows: the crawler alone on a big site, last tenth's pages/s vs first's
 bench-big: install nginx
-	$(BIN)/python -m bench --pages $(BIG) --repeat 1 --frontier 0 --contenders crawler
+	$(BIN)/python -m bench --pages $(BIG) --repeat 1 --frontier 0 --contenders crawler \
+		--results bench/results/big.json
 
 lint: install
 	$(BIN)/ruff check crawler tests bench
