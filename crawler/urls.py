@@ -7,10 +7,10 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import ada_url
-import tldextract
 
 __all__ = [
     "ADDRESS_CLASSES",
@@ -162,9 +162,13 @@ def host_of(url: str) -> str:
 
 
 @functools.cache
-def _extractor() -> tldextract.TLDExtract:
-    # the bundled snapshot only: no fetch of the suffix list, no cache file under ~/.cache;
+def _extractor() -> Any:
+    # imported here: tldextract (and the requests it loads) costs 80 ms at each process start,
+    # and a crawl whose seeds are addresses or one-label names never asks it anything.
+    # The bundled snapshot only: no fetch of the suffix list, no cache file under ~/.cache;
     # private suffixes (github.io, ...) included, so one user's site is not its whole host
+    import tldextract
+
     return tldextract.TLDExtract(
         suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True
     )
