@@ -185,7 +185,7 @@ def registrable_domain(host: str) -> str:
         return host
     found = _extractor()(host)
     if found.top_domain_under_public_suffix:
-        return found.top_domain_under_public_suffix
+        return str(found.top_domain_under_public_suffix)
     if not found.suffix:
         return ".".join(host.split(".")[-2:])
     return host
