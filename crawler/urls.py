@@ -157,7 +157,26 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def host_of(url: str) -> str:
-    """Scope and politeness key on the host name alone, port aside (contract 4a)."""
+    """Scope and politeness key on the host name alone, port aside (contract 4a): urlsplit's
+    `hostname`, remembered by the URL's `scheme://netloc` (the host is that part's alone), as
+    every admitted, scheduled and fetched URL asks it (urlsplit was 40 % of the admission)."""
+    start = url.find("://") + 3
+    if start < 3:
+        return _hostname(url)
+    end = len(url)
+    for mark in "/?#":  # where urlsplit ends the netloc
+        at = url.find(mark, start)
+        if 0 <= at < end:
+            end = at
+    return _origin_host(url[:end])
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin_host(origin: str) -> str:
+    return _hostname(origin)
+
+
+def _hostname(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import os
 import sqlite3
@@ -82,25 +81,6 @@ CREATE TABLE IF NOT EXISTS journal (
     data BLOB NOT NULL
 );
 """
-
-
-def _host(url: str) -> str:
-    """`host_of(url)`, from a memo of the URL's `scheme://netloc` (the host is that part's
-    alone): urlsplit on every admitted URL was 40 % of the admission's time."""
-    start = url.find("://") + 3
-    if start < 3:
-        return host_of(url)
-    end = len(url)
-    for mark in "/?#":  # where urlsplit ends the netloc
-        at = url.find(mark, start)
-        if 0 <= at < end:
-            end = at
-    return _origin_host(url[:end])
-
-
-@functools.lru_cache(maxsize=4096)
-def _origin_host(origin: str) -> str:
-    return host_of(origin)
 
 
 def run_id_for(moment: datetime) -> str:
@@ -273,7 +253,7 @@ class SqliteFrontier:
                 admitted.append(False)
                 continue
             known.add(url)
-            host = _host(url)
+            host = host_of(url)
             self._seq += 1
             rows.append((url, host, c.depth, c.referrer, QUEUED, self._run, self._seq))
             self._queued[host] = self._queued.get(host, 0) + 1
@@ -293,7 +273,7 @@ class SqliteFrontier:
             self._known_before, self._known = known, set()
 
     def _insert(self, url: str, depth: int, referrer: str | None) -> bool:
-        host = _host(url)
+        host = host_of(url)
         if self._budget and self._per_host.get(host, 0) >= self._budget:
             return False
         self._seq += 1
@@ -371,7 +351,7 @@ class SqliteFrontier:
         for url in urls:  # one by one: only those still leased count as queued again
             if self.db.execute("UPDATE urls SET state=? WHERE url=? AND state=?",
                                (QUEUED, url, LEASED)).rowcount:
-                host = _host(url)
+                host = host_of(url)
                 self._queued[host] = self._queued.get(host, 0) + 1
 
     async def prepare(self, outcomes: Sequence[Outcome],
