@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -81,6 +82,9 @@ def _ready() -> None:
 
 def _init_worker(owner: int, *initargs: Any) -> None:
     """Parse-process start: a watchdog, then the parser's own set-up."""
+    # Ctrl-C reaches the terminal's whole process group: the main process stops the crawl and
+    # its pool; a parse process must not die of it mid-page (a "broken" pool, tracebacks)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(owner,), daemon=True, name="watchdog").start()
     parse.init_worker(*initargs)
 
