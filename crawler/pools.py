@@ -27,6 +27,7 @@ from .urls import LinkPolicy
 log = logging.getLogger(__name__)
 MAX_BATCH = 8  # pages in one trip to a parse process; a hang is found within this many timeouts
 STARTUP_TIMEOUT_S = 60.0  # for a new pool's processes to start (they import lxml, numpy, ada)
+_STARTED: Any = None  # in a parse process: its pool's count of processes that have started
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -76,17 +77,26 @@ class ParseFailed(Exception):
     """A page that hung or crashed its parse process; it becomes an error record of kind parse."""
 
 
-def _ready() -> None:
-    """Nothing: answered by a parse process once it has started."""
+def _ready(processes: int) -> None:
+    """Answered by a parse process once all `processes` of its pool have started (or after
+    STARTUP_TIMEOUT_S, when the main process has given up on them anyway)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while _STARTED.value < processes and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
-def _init_worker(owner: int, *initargs: Any) -> None:
-    """Parse-process start: a watchdog, then the parser's own set-up."""
+def _init_worker(owner: int, started: Any, *initargs: Any) -> None:
+    """Parse-process start: a watchdog, then the parser's own set-up; then it counts itself
+    in `started`, the pool's shared count."""
+    global _STARTED
     # Ctrl-C reaches the terminal's whole process group: the main process stops the crawl and
     # its pool; a parse process must not die of it mid-page (a "broken" pool, tracebacks)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(owner,), daemon=True, name="watchdog").start()
     parse.init_worker(*initargs)
+    _STARTED = started
+    with started.get_lock():
+        started.value += 1
 
 
 def _watch(owner: int) -> None:
@@ -176,12 +186,13 @@ class ParsePool:
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs threads and an event loop is unsafe
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        self._warm: asyncio.Future[None] | None = None  # the new pool's first answer
+        context = multiprocessing.get_context(method)
+        self._warm: asyncio.Future[list[None]] | None = None  # every new process's answer
         return ProcessPoolExecutor(
             max_workers=self._workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=context,
             initializer=_init_worker,
-            initargs=(os.getpid(), *self._initargs),
+            initargs=(os.getpid(), context.Value("i", 0), *self._initargs),
         )
 
     def snapshot(self) -> dict[str, float | int]:
@@ -231,14 +242,12 @@ class ParsePool:
 
     async def _run(self, batch: list[_Waiting]) -> None:
         """Parse a batch on the slot its caller acquired; on a broken pool, page by page."""
-        generation = self._generation
         inputs = [w.input for w in batch]
         results: list[ParseResult | ParseFailed] | None = None
         try:
             try:
                 results = list(await self._submit(inputs))
             except (BrokenProcessPool, TimeoutError) as exc:
-                self._rebuild(generation, exc)
                 if len(inputs) == 1 and isinstance(exc, TimeoutError):
                     results = [ParseFailed(self._describe(exc))]
             finally:
@@ -265,19 +274,16 @@ class ParsePool:
         """A page that shared a broken pool, parsed again with the pool to itself: if it
         breaks this one too, it is the culprit."""
         async with self._alone:
-            for _ in range(self._capacity):
-                await self._slots.acquire()
-            generation = self._generation
+            held = 0
             try:
-                loop = asyncio.get_running_loop()
-                await self._up()
-                future = loop.run_in_executor(self._executor, parse.parse_many, [inp])
-                result = (await asyncio.wait_for(future, self._timeout))[0]
+                for _ in range(self._capacity):
+                    await self._slots.acquire()
+                    held += 1
+                result = (await self._started(parse.parse_many, [inp]))[0]
             except (BrokenProcessPool, TimeoutError) as exc:
-                self._rebuild(generation, exc)
                 return ParseFailed(self._describe(exc))
             finally:
-                for _ in range(self._capacity):
+                for _ in range(held):
                     self._slots.release()
         self.figures.tasks += 1
         self.figures.busy_s += result.busy_s
@@ -290,10 +296,15 @@ class ParsePool:
         return results
 
     async def _started(self, fn: Callable[..., T], *args: Any, budget: int = 1) -> T:
-        """Run `fn` in a process, `budget` timeouts from when a worker is free for it."""
+        """Run `fn` in a process, `budget` timeouts from when a worker is free for it; a pool
+        that breaks or hangs meanwhile is replaced, and the error raised."""
         loop = asyncio.get_running_loop()
-        await self._up()
-        future = loop.run_in_executor(self._executor, fn, *args)
+        generation = await self._up()
+        try:
+            future = loop.run_in_executor(self._executor, fn, *args)
+        except BrokenProcessPool as exc:  # broken by a page whose caller has not seen it yet
+            self._rebuild(generation, exc)
+            raise
         # queued behind busy workers: the clock starts once as many batches have finished as
         # were queued ahead of this one (the executor's queue is first in, first out)
         start_after = self._finished + self._submitted - self._workers + 1
@@ -305,6 +316,9 @@ class ParsePool:
                 await asyncio.wait((future, freed), return_when=asyncio.FIRST_COMPLETED)
                 freed.cancel()
             return await asyncio.wait_for(future, self._timeout * budget)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._rebuild(generation, exc)
+            raise
         finally:
             self._submitted -= 1
             self._at_workers.move(-1)
@@ -312,24 +326,39 @@ class ParsePool:
             self._freed.set()
             self._freed = asyncio.Event()
 
-    async def _up(self) -> None:
+    async def _up(self) -> int:
         """A new pool's processes starting (imports, the parser's tables) is no page's parse
-        time: the clocks start once one of them has answered (within STARTUP_TIMEOUT_S)."""
-        if self._warm is None:
-            self._warm = asyncio.get_running_loop().run_in_executor(self._executor, _ready)
-        if not self._warm.done():
-            await asyncio.wait_for(asyncio.shield(self._warm), STARTUP_TIMEOUT_S)
-        self._warm.result()  # a pool that broke as it started raises here, for a rebuild
+        time: the clocks start once every one of them has started (within STARTUP_TIMEOUT_S).
+        Every one: the executor starts a process per call while none is idle, so with one up
+        and busy (a hang) the next page waited for the second to import lxml, on its clock.
+        The generation of the pool that is up; one that broke as it started is replaced, and
+        the error raised."""
+        while True:
+            generation, warm = self._generation, self._warm
+            try:
+                if warm is None:
+                    loop = asyncio.get_running_loop()
+                    warm = self._warm = asyncio.gather(*(
+                        loop.run_in_executor(self._executor, _ready, self._workers)
+                        for _ in range(self._workers)))
+                if not warm.done():
+                    await asyncio.wait_for(asyncio.shield(warm), STARTUP_TIMEOUT_S)
+                warm.result()
+            except (BrokenProcessPool, TimeoutError) as exc:
+                if generation == self._generation:
+                    self._rebuild(generation, exc)
+                    raise
+            if generation == self._generation:
+                return generation
+            # another page replaced the pool meanwhile: this caller waits for the new one
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Any other CPU-bound top-level function (sitemaps), under the same time limit."""
-        generation = self._generation
         start = time.perf_counter()
         try:
             async with self._slots:
                 result = await self._started(fn, *args)
         except (BrokenProcessPool, TimeoutError) as exc:
-            self._rebuild(generation, exc)
             raise ParseFailed(self._describe(exc)) from None
         self.figures.tasks += 1
         self.figures.busy_s += time.perf_counter() - start
@@ -357,7 +386,10 @@ class ParsePool:
         for process in processes.values():
             if process.is_alive():
                 process.kill()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # not cancel_futures: the calls still queued would end cancelled, and a page's caller
+        # would take that for its own cancellation (its URL neither recorded nor given back,
+        # the crawl waiting for it forever); with the processes killed they end broken instead
+        self._executor.shutdown(wait=False)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -352,3 +352,30 @@ async def test_parse_process_crash_or_hang_costs_only_that_page(
         assert run.page(site.url(path))["extra"] == {"survived": True}
     assert len(run.pages) == 2 and len(run.errors) == 2, "one record per URL"
     assert run.stats["process_pool"]["restarts"] >= 1
+
+
+@pytest.mark.slow
+async def test_pages_queued_in_a_pool_killed_for_a_hang_are_parsed_and_the_crawl_ends(
+        site: Site, tmp_path: Path) -> None:
+    """Two hanging pages take both parse processes, and the good pages fetched with them
+    wait in the pool's queue when it is killed: each gets its record, and the crawl ends.
+    (The pool was shut down with cancel_futures: a queued page's call ended cancelled, its
+    caller took that for its own cancellation, and the URL was neither recorded nor given
+    back: "1 pages, 2 errors, 1 queued" until the crawl was killed, 2 runs of 4.)"""
+    config = config_file(tmp_path, 'extractors = ["tests.e2e_plugins:crash_or_hang"]\n'
+                                   "parse_timeout = 2.0\n")
+    hangs = [f"/plugin/hang?i={i}" for i in range(2)]
+    good = [f"/plugin/{n}" for n in range(1, 5)]
+    seeds = seeds_file(tmp_path, *(site.url(p) for p in hangs + good))
+    result = await run_crawl(seeds, *fast(tmp_path / "out"), "--workers", "2", "--config",
+                             config, timeout=120)
+
+    assert result.returncode == 0, str(result)
+    assert_no_traceback(result)
+    run = load_run(tmp_path / "out", "seeds")
+    for path in hangs:
+        assert run.error(site.url(path))["kind"] == "parse"
+    for path in good:
+        assert run.page(site.url(path))["extra"] == {"survived": True}, path
+    assert len(run.pages) == len(good) and len(run.errors) == len(hangs), "one record per URL"
+    assert run.stats["stop_reason"] == "exhausted" and run.stats["frontier_left"] == 0

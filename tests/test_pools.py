@@ -100,6 +100,22 @@ async def test_a_slow_starting_pool_times_no_page_out() -> None:
         pool.terminate()
 
 
+async def test_a_page_beside_a_hang_in_a_new_pool_waits_for_its_processes_off_the_clock() -> None:
+    # the executor starts a process per call while none is idle: the first answered the
+    # warm-up and took the hang, the page waited for the second to import (2 s), on its
+    # 1 s clock, and failed as "parse_timeout" though it was never parsed
+    pool = ParsePool(workers=2, timeout=1.0,
+                     extractors=("tests.plugins.slow_start:nothing", HANG),
+                     policy=None, max_links=100)
+    try:
+        hung, beside = await asyncio.gather(pool.parse([page("/hang")]),
+                                            pool.parse([page("/beside")]))
+        assert isinstance(hung[0], ParseFailed)
+        assert_parsed(beside[0])
+    finally:
+        pool.terminate()
+
+
 async def test_call_runs_a_function_in_the_pool(pool: ParsePool) -> None:
     assert await pool.call(pow, 2, 10) == 1024
     assert pool.figures.tasks == 1
