@@ -465,14 +465,17 @@ async def test_recrawl_after_skips_recent_pages_but_crawls_new_seeds(
 
 
 async def _interrupt_and_resume(site: Site, tmp_path: Path, signum: int) -> None:
-    """Stop a crawl of six slow pages after its first pages, then run the same command."""
+    """Stop a crawl of ten slow pages after its first pages, then run the same command (the
+    seven left take 1.75 s: the signal comes before the crawl ends even if the test waits)."""
     out = tmp_path / "out"
-    paths = [f"/slow/0.25?i={i}" for i in range(6)]
+    paths = [f"/slow/0.25?i={i}" for i in range(10)]
     seeds = seeds_file(tmp_path, *(site.url(p) for p in paths))
     args: list[str | Path] = [seeds, *fast(out), "--concurrency", "1", "--per-host", "1"]
     crawl = await start_crawl(*args)
+    # the crawl's start (the interpreter, its imports, the parse pool) took over the 15 s
+    # default on a loaded machine: a deadline only, the signal goes as soon as it is asked
     await wait_until(lambda: sum(p.startswith("/slow/") for p in site.paths()) >= 3,
-                     what="the third slow page to be asked for")
+                     timeout=90, what="the third slow page to be asked for")
     orphans = crawl.descendants()
     crawl.signal(signum)
     try:
