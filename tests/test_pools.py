@@ -144,13 +144,14 @@ async def test_crash_does_not_fail_pages_parsing_beside_it() -> None:
 
 
 async def test_hang_does_not_fail_a_page_parsing_beside_it() -> None:
-    pool = make_pool(timeout=1.0, workers=2)
+    # the page beside takes 1.2 s, 0.8 s less than the timeout, when it is parsed again alone
+    pool = make_pool(timeout=2.0, workers=2)
     try:
         await asyncio.gather(*(pool.parse([page(f"/warm-{i}")]) for i in range(2)))
 
         async def slow_later() -> list[ParseResult | ParseFailed]:
-            await asyncio.sleep(0.7)  # mid-parse (0.7 s to 1.2 s) when the hang is killed at 1 s
-            return await pool.parse([page("/beside?slow=0.5")])
+            await asyncio.sleep(1.2)  # mid-parse (1.2 s to 2.4 s) when the hang is killed at 2 s
+            return await pool.parse([page("/beside?slow=1.2")])
 
         hung, beside = await asyncio.gather(pool.parse([page("/hang")]), slow_later())
         assert isinstance(hung[0], ParseFailed)
@@ -161,10 +162,13 @@ async def test_hang_does_not_fail_a_page_parsing_beside_it() -> None:
 
 async def test_time_queued_behind_other_pages_does_not_count_as_hanging() -> None:
     """parse_timeout is what one page may take in a parse process, not its wait for one."""
-    pool = make_pool(timeout=1.0, workers=1)
+    # two pages of 1.2 s, the second queued behind the first (a batch each: two are in flight
+    # for one worker): its wait and parse (2.4 s) are past the 2 s timeout, its parse alone is
+    # 0.8 s short of it (load lengthens the wait, which only makes the case sharper)
+    pool = make_pool(timeout=2.0, workers=1)
     try:
         assert_parsed((await pool.parse([page("/warm")]))[0])
-        results = await asyncio.gather(*(pool.parse([page(f"/p{i}?slow=0.6")])
+        results = await asyncio.gather(*(pool.parse([page(f"/p{i}?slow=1.2")])
                                          for i in range(2)))
         for (result,) in results:
             assert_parsed(result)
