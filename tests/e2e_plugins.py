@@ -39,9 +39,13 @@ async def record_sink_async(record: dict[str, Any]) -> None:
     await asyncio.to_thread(_append, os.environ[ASYNC_SINK_FILE], line)
 
 
+SLOW_SINK_S = 1.0
+
+
 def slow_sink(record: dict[str, Any]) -> None:
-    """A blocking client that takes its time: it must not hold up the event loop."""
-    time.sleep(0.3)
+    """A blocking client that takes its time (a second a call): it must not hold up the event
+    loop, which would then lag by that second."""
+    time.sleep(SLOW_SINK_S)
     _append(os.environ[SINK_FILE], _where(record))
 
 
