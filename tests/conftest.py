@@ -199,14 +199,17 @@ def crawl_env(**extra: str) -> dict[str, str]:
 
 async def start_crawl(*args: str | os.PathLike[str], stdin: bytes | None = None,
                       env: dict[str, str] | None = None,
-                      command: Iterable[str] = (str(CRAWL),)) -> Crawl:
-    """Start `crawl ARGS` without blocking the loop that also runs the test site."""
+                      command: Iterable[str] = (str(CRAWL),),
+                      new_session: bool = False) -> Crawl:
+    """Start `crawl ARGS` without blocking the loop that also runs the test site; with
+    `new_session`, in a process group of its own, as a shell starts a job in a terminal."""
     # closed by Crawl.wait, which outlives this function
     stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         *command, *map(str, args),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=stdout, stderr=stderr, cwd=ROOT, env=env or crawl_env(),
+        start_new_session=new_session,
     )
     if stdin is not None:
         assert proc.stdin is not None

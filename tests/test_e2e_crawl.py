@@ -464,20 +464,24 @@ async def test_recrawl_after_skips_recent_pages_but_crawls_new_seeds(
     assert latest.stats["new"] == 1
 
 
-async def _interrupt_and_resume(site: Site, tmp_path: Path, signum: int) -> None:
+async def _interrupt_and_resume(site: Site, tmp_path: Path, signum: int,
+                                group: bool = False) -> None:
     """Stop a crawl of ten slow pages after its first pages, then run the same command (the
     seven left take 1.75 s: the signal comes before the crawl ends even if the test waits)."""
     out = tmp_path / "out"
     paths = [f"/slow/0.25?i={i}" for i in range(10)]
     seeds = seeds_file(tmp_path, *(site.url(p) for p in paths))
     args: list[str | Path] = [seeds, *fast(out), "--concurrency", "1", "--per-host", "1"]
-    crawl = await start_crawl(*args)
+    crawl = await start_crawl(*args, new_session=group)
     # the crawl's start (the interpreter, its imports, the parse pool) took over the 15 s
     # default on a loaded machine: a deadline only, the signal goes as soon as it is asked
     await wait_until(lambda: sum(p.startswith("/slow/") for p in site.paths()) >= 3,
                      timeout=90, what="the third slow page to be asked for")
     orphans = crawl.descendants()
-    crawl.signal(signum)
+    if group:  # a terminal's Ctrl-C: the whole foreground group, parse processes too
+        os.killpg(os.getpgid(crawl.pid), signum)
+    else:
+        crawl.signal(signum)
     try:
         stopped = await crawl.wait(30)
         await _check_resume(site, out, paths, args, signum, stopped)
@@ -493,6 +497,7 @@ async def _check_resume(site: Site, out: Path, paths: list[str], args: list[str 
     else:
         assert stopped.returncode == 130, str(stopped)
         assert_no_traceback(stopped)
+        assert "KeyboardInterrupt" not in stopped.stderr, str(stopped)
         paused = load_run(out, "seeds")
         assert paused.stats["stop_reason"] == "interrupted"
         recorded = set(paused.urls())
@@ -523,6 +528,17 @@ def _pages_so_far(out: Path) -> list[dict[str, Any]]:
 async def test_sigint_saves_state_and_the_same_command_resumes(
         site: Site, tmp_path: Path) -> None:
     await _interrupt_and_resume(site, tmp_path, signal.SIGINT)
+
+
+@pytest.mark.slow
+async def test_ctrl_c_to_the_whole_process_group_stops_cleanly_and_resumes(
+        site: Site, tmp_path: Path) -> None:
+    """SIGINT to the crawl's process group, as Ctrl-C in a terminal sends it: the parse
+    processes get it too (they died of KeyboardInterrupt mid-page, tracebacks on the
+    terminal and the pool rebuilt as broken while the crawl stopped), yet the stop is the
+    clean one: 130, no traceback, every line of pages.jsonl whole, and the same command
+    finishes the run without fetching again what has a record."""
+    await _interrupt_and_resume(site, tmp_path, signal.SIGINT, group=True)
 
 
 @pytest.mark.slow
