@@ -41,7 +41,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterError, RedisError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -594,7 +594,12 @@ class RedisFrontier:
                 name = self.prefix + "worker:" + self.worker
                 if _text(await self._client.get(name) or b"") == self._holder:
                     await self._client.delete(name)
-        await self._client.aclose()
+        # redis-py's pool re-raises the first error of its connections' disconnects (a
+        # TimeoutError when one does not close within socket_connect_timeout): raised here,
+        # in the runner's `finally`, it would replace the FrontierUnavailable that stopped the
+        # crawl, and the clear message would become "This is a bug in the crawler"
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.aclose()
 
     # -- the fleet (`fleet.Fleet`) ---------------------------------------------------------
 
