@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import ConfigError, CrawlError
-from .parse import load_callable
+from .plugins import load_callable
 from .seeds import read_seeds
 from .settings import Settings, load
 

@@ -20,7 +20,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from . import parse
 from .models import ParseInput, ParseResult
 from .urls import LinkPolicy
 
@@ -86,7 +85,16 @@ def _init_worker(owner: int, *initargs: Any) -> None:
     # its pool; a parse process must not die of it mid-page (a "broken" pool, tracebacks)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(owner,), daemon=True, name="watchdog").start()
+    from . import parse  # here, not at the top: the main process never imports the parser
+
     parse.init_worker(*initargs)
+
+
+def _parse_many(inputs: list[ParseInput]) -> list[ParseResult]:
+    """`parse.parse_many` as a parse process runs it (imported there by `_init_worker`)."""
+    from .parse import parse_many
+
+    return parse_many(inputs)
 
 
 def _watch(owner: int) -> None:
@@ -271,7 +279,7 @@ class ParsePool:
             try:
                 loop = asyncio.get_running_loop()
                 await self._up()
-                future = loop.run_in_executor(self._executor, parse.parse_many, [inp])
+                future = loop.run_in_executor(self._executor, _parse_many, [inp])
                 result = (await asyncio.wait_for(future, self._timeout))[0]
             except (BrokenProcessPool, TimeoutError) as exc:
                 self._rebuild(generation, exc)
@@ -284,7 +292,7 @@ class ParsePool:
         return result
 
     async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
-        results = await self._started(parse.parse_many, inputs, budget=len(inputs))
+        results = await self._started(_parse_many, inputs, budget=len(inputs))
         self.figures.tasks += len(inputs)
         self.figures.busy_s += sum(r.busy_s for r in results)
         return results
