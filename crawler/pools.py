@@ -184,10 +184,16 @@ class ParsePool:
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs threads and an event loop is unsafe
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            # The server imports the parser once and every parse process is forked with it (and
+            # with `__main__`, the command, which a process would otherwise import again); the
+            # main process itself never imports the parser
+            context.set_forkserver_preload(["__main__", "crawler.parse"])
         self._warm: asyncio.Future[None] | None = None  # the new pool's first answer
         return ProcessPoolExecutor(
             max_workers=self._workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=context,
             initializer=_init_worker,
             initargs=(os.getpid(), *self._initargs),
         )
