@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml
 		{ echo "Python 3.11 or newer is needed as $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# bytecode now, as pip compiles what it installs: with PYTHONDONTWRITEBYTECODE set (CI
+	@# machines, containers) every crawl and parse process would compile the sources again
+	$(BIN)/python -m compileall -q crawler bench tests >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)

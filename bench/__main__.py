@@ -24,6 +24,7 @@ from crawler.reader import read_stats
 
 from . import report, site
 from .contenders import CONTENDERS, JOB, REPO, Contender, Context, cpu_between
+from .measure import machine_busy_seconds
 from .nginx import Nginx, free_port
 
 DEFAULT_RESULTS = REPO / "bench" / "results" / "latest.json"
@@ -49,7 +50,13 @@ def _measured(command: list[str], work: Path) -> dict[str, Any]:
 def run_one(ctx: Context, contender: Contender, work: Path, server: Nginx) -> dict[str, Any]:
     work.mkdir(parents=True)
     offset = server.log_size()
+    server_cpu, machine_cpu = server.cpu_seconds(), machine_busy_seconds()
     row = _measured(contender.command(ctx, work), work)
+    if row["wall_s"]:
+        # what else had the cores: nginx serving the pages, and everything on the machine
+        row["server_cpu_pct"] = round(100 * (server.cpu_seconds() - server_cpu) / row["wall_s"], 1)
+        row["machine_cpu_pct"] = round(100 * (machine_busy_seconds() - machine_cpu)
+                                       / row["wall_s"], 1)
     requests = server.requests_since(offset)
     prefix = ctx.manifest.disallowed_prefix
     row["requests"] = len(requests)
@@ -175,7 +182,9 @@ def run_site(args: argparse.Namespace, profile: str, tmp: Path,
                      f"{row['pages_per_s']:.1f} pages/s, {row['peak_rss_mb']:.0f} MB, "
                      f"CPU {row['cpu_pct']:.0f}%" + (
                          f" ({row['cpu_pct_crawling']:.0f}% while crawling)"
-                         if row.get("cpu_pct_crawling") is not None else ""))
+                         if row.get("cpu_pct_crawling") is not None else "")
+                     + f", nginx {row.get('server_cpu_pct', 0):.0f}%, the machine "
+                       f"{row.get('machine_cpu_pct', 0):.0f}% of {100 * (os.cpu_count() or 1)}%")
                 if not args.keep:
                     shutil.rmtree(work, ignore_errors=True)
         if args.hub:

@@ -87,6 +87,14 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy since boot (/proc/stat's first line:
+    all but idle and iowait), whoever used it."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICK  # up to steal; guests are in user
+
+
 def _reap_orphans() -> None:
     """Wait for what the command left behind, so that its CPU time is counted."""
     deadline = time.monotonic() + ORPHAN_GRACE_S

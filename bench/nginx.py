@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .measure import cpu_seconds, descendants
+
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 START_TIMEOUT_S = 10.0
 
@@ -79,6 +81,13 @@ class Nginx:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time nginx has used so far, its master and worker together: the bench's server
+        shares the machine's cores with the contender it serves."""
+        if self._proc is None:
+            return 0.0
+        return sum(cpu_seconds(pid) for pid in [self._proc.pid, *descendants(self._proc.pid)])
 
     def log_size(self) -> int:
         return self.access_log.stat().st_size

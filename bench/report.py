@@ -13,7 +13,7 @@ from .nginx import find_nginx
 
 Row = dict[str, Any]
 MEDIAN_KEYS = ("wall_s", "pages_per_s", "peak_rss_mb", "peak_pss_mb", "cpu_pct", "cpu_s",
-               "cpu_pct_crawling",
+               "cpu_pct_crawling", "server_cpu_pct", "machine_cpu_pct",
                "loop_lag_p99_ms", "redis_ms_per_page", "redis_work_ms_per_page",
                "last_vs_first_tenth")
 

@@ -14,6 +14,7 @@ What one page goes through, one module a step, each handing down to the next:
                 each attempt through the host's slot; `decoding` undoes Content-Encoding
                 under the byte limit; gives one `Response` or a `FetchError`
 6. `parse`      in the process pool: encoding, lxml, links, text, simhash, extractor plugins
+                (`plugins` loads them by name); the main process never imports it
 7. `recorder`   the engine's one frozen `Finished` value per URL (its records built there,
                 once); each flush has the frontier `prepare` the batch (which links are new,
                 which page is a near duplicate), writes `records`, the links file and `warc`,

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from .errors import ConfigError, CrawlError
-from .parse import load_callable
+from .plugins import load_callable
+from .pools import start_processes
 from .seeds import read_seeds
 from .settings import Settings, load
 
@@ -98,6 +99,7 @@ def run(seeds_source: str, config: Path | None, overrides: dict[str, Any]) -> in
         if not re.fullmatch(r"[\w.\-]+", name) or name in (".", ".."):
             raise ConfigError(f"job: {name!r} is not a usable folder name "
                               "(letters, digits, '.', '-' and '_')")
+        start_processes()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_crawl(settings, seeds, name))
     except CrawlError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import importlib
 import json
 import re
 import time
@@ -20,6 +19,7 @@ from bs4.dammit import EncodingDetector, UnicodeDammit
 
 from . import content as main_content
 from .models import Links, ParseInput, ParseResult
+from .plugins import load_callable
 from .text import figures, visible_text
 from .urls import LinkPolicy, absolute, normalize
 
@@ -89,29 +89,6 @@ class _Config:
 
 
 _config = _Config()
-
-
-def load_callable(spec: str) -> Callable[..., Any]:
-    """Import `package.module:function`; the ValueError names the spec and the fault.
-
-    The main process calls it on every plugin spec before the crawl, so that a typo is a
-    usage error rather than a failure inside each parse process.
-    """
-    module_name, colon, attr = (part.strip() for part in spec.partition(":"))
-    if not colon or not module_name or not attr:
-        raise ValueError(f"plugin {spec!r}: expected 'package.module:function'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or whatever the module raises as it loads
-        raise ValueError(f"plugin {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    for name in attr.split("."):
-        try:
-            obj = getattr(obj, name)
-        except AttributeError:
-            raise ValueError(f"plugin {spec!r}: {module_name!r} has no {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"plugin {spec!r}: {attr!r} is not callable")
-    return obj  # type: ignore[no-any-return]
 
 
 def init_worker(extractors: Sequence[str], policy: LinkPolicy | None, max_links: int,

@@ -7,8 +7,11 @@ figures that `stats.json` reports (`tasks`, `busy_s`, `restarts`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -20,7 +23,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from . import parse
 from .models import ParseInput, ParseResult
 from .urls import LinkPolicy
 
@@ -85,6 +87,25 @@ def _ready(processes: int) -> None:
         time.sleep(0.01)
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: forking a process that runs threads and an event loop is unsafe
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # The server imports the parser once and every parse process is forked with it (and with
+    # `__main__`, the command, which a process would otherwise import again); the main process
+    # itself never imports the parser
+    context.set_forkserver_preload(["__main__", "crawler.parse"])
+    return context
+
+
+def start_processes() -> None:
+    """Start the server the parse processes are forked from, so that its imports (0.3 s of
+    CPU) run on the other core while the main process still imports and opens the job."""
+    if isinstance(_context(), multiprocessing.context.ForkServerContext):
+        multiprocessing.forkserver.ensure_running()
+
+
 def _init_worker(owner: int, started: Any, *initargs: Any) -> None:
     """Parse-process start: a watchdog, then the parser's own set-up; then it counts itself
     in `started`, the pool's shared count."""
@@ -93,10 +114,19 @@ def _init_worker(owner: int, started: Any, *initargs: Any) -> None:
     # its pool; a parse process must not die of it mid-page (a "broken" pool, tracebacks)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(owner,), daemon=True, name="watchdog").start()
+    from . import parse  # here, not at the top: the main process never imports the parser
+
     parse.init_worker(*initargs)
     _STARTED = started
     with started.get_lock():
         started.value += 1
+
+
+def _parse_many(inputs: list[ParseInput]) -> list[ParseResult]:
+    """`parse.parse_many` as a parse process runs it (imported there by `_init_worker`)."""
+    from .parse import parse_many
+
+    return parse_many(inputs)
 
 
 def _watch(owner: int) -> None:
@@ -184,16 +214,27 @@ class ParsePool:
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        # forkserver: forking a process that runs threads and an event loop is unsafe
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        context = multiprocessing.get_context(method)
-        self._warm: asyncio.Future[list[None]] | None = None  # every new process's answer
-        return ProcessPoolExecutor(
+        context = _context()
+        executor = ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=context,
             initializer=_init_worker,
             initargs=(os.getpid(), context.Value("i", 0), *self._initargs),
         )
+        self._warm: asyncio.Future[list[None]] | None = None  # every new process's answer
+        with contextlib.suppress(RuntimeError):  # no loop yet: the first call starts them
+            # the processes start now, while the crawl opens its files and fetches its seeds
+            self._warm = self._warm_up(executor)
+        return executor
+
+    def _warm_up(self, executor: ProcessPoolExecutor) -> asyncio.Future[list[None]]:
+        loop = asyncio.get_running_loop()
+        warm = asyncio.gather(*(loop.run_in_executor(executor, _ready, self._workers)
+                                for _ in range(self._workers)))
+        # a crawl may end before its first page (all disallowed): a pool that broke as it
+        # started is then nobody's error
+        warm.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return warm
 
     def snapshot(self) -> dict[str, float | int]:
         """stats.json's `process_pool`: the figures, and how full the pool was on average
@@ -279,7 +320,7 @@ class ParsePool:
                 for _ in range(self._capacity):
                     await self._slots.acquire()
                     held += 1
-                result = (await self._started(parse.parse_many, [inp]))[0]
+                result = (await self._started(_parse_many, [inp]))[0]
             except (BrokenProcessPool, TimeoutError) as exc:
                 return ParseFailed(self._describe(exc))
             finally:
@@ -290,7 +331,7 @@ class ParsePool:
         return result
 
     async def _submit(self, inputs: list[ParseInput]) -> list[ParseResult]:
-        results = await self._started(parse.parse_many, inputs, budget=len(inputs))
+        results = await self._started(_parse_many, inputs, budget=len(inputs))
         self.figures.tasks += len(inputs)
         self.figures.busy_s += sum(r.busy_s for r in results)
         return results
@@ -337,10 +378,7 @@ class ParsePool:
             generation, warm = self._generation, self._warm
             try:
                 if warm is None:
-                    loop = asyncio.get_running_loop()
-                    warm = self._warm = asyncio.gather(*(
-                        loop.run_in_executor(self._executor, _ready, self._workers)
-                        for _ in range(self._workers)))
+                    warm = self._warm = self._warm_up(self._executor)
                 if not warm.done():
                     await asyncio.wait_for(asyncio.shield(warm), STARTUP_TIMEOUT_S)
                 warm.result()

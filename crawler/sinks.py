@@ -17,7 +17,7 @@ import msgspec
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from . import failpoints
-from .parse import load_callable
+from .plugins import load_callable
 from .pools import ThreadPool
 from .records import Record
 from .stats import Stats

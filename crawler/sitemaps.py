@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from .errors import FetchError
 from .fetch import Fetcher
 from .frontier import Candidate
-from .parse import parse_sitemap
 from .pools import ParseFailed, ParsePool
 from .stats import Stats
 
@@ -39,7 +38,7 @@ async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
                 log.info("sitemap %s: HTTP %d", url, status)
                 stats.count("sitemap_errors")
                 continue
-            pages, children = await parser.call(parse_sitemap, body, MAX_URLS)
+            pages, children = await parser.call(_parse_sitemap, body, MAX_URLS)
         except (FetchError, ParseFailed) as exc:
             log.info("sitemap %s: %s", url, exc)
             stats.count("sitemap_errors")
@@ -50,3 +49,11 @@ async def read_sitemaps(origin: str, sitemaps: Sequence[str], fetcher: Fetcher,
             admit(candidates)
     log.debug("read %d sitemap(s) of %s", len(seen), origin)
     return len(seen)
+
+
+def _parse_sitemap(body: bytes, max_urls: int) -> tuple[list[str], list[str]]:
+    """`parse.parse_sitemap`, imported in the parse process that runs it: the main process
+    never imports the parser (lxml, bs4, numpy)."""
+    from .parse import parse_sitemap
+
+    return parse_sitemap(body, max_urls)

@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
 from yarl import URL
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from .settings import Settings
 
 HTTP_PROXY_SCHEMES = ("http", "https")
@@ -88,6 +89,8 @@ def parse_auth(table: Mapping[str, str]) -> dict[str, str]:
 
 def basic_credentials(user: str, password: str) -> str:
     """The `Authorization` value: aiohttp's encoder (3.14 deprecates BasicAuth for it)."""
+    import aiohttp  # here and below, not at the top: checking the settings needs none of it
+
     encode = getattr(aiohttp, "encode_basic_auth", None)
     if encode is not None:
         value: str = encode(user, password)
@@ -131,6 +134,8 @@ def cookie_jar(settings: Settings) -> aiohttp.abc.AbstractCookieJar:
     """RFC 6265 jar for the invocation. `unsafe=True` only lets IP-address hosts keep cookies
     (as browsers do, host-only: a Domain attribute never matches an address); aiohttp's safe
     mode would drop them, and an intranet reached by address could never log in."""
+    import aiohttp
+
     if not settings.cookies:
         return aiohttp.DummyCookieJar()
     return aiohttp.CookieJar(unsafe=True)
@@ -216,6 +221,7 @@ class Sessions:
         return session, None, proxy
 
     def _socks_session(self, proxy: URL) -> aiohttp.ClientSession:
+        import aiohttp
         from aiohttp_socks import ProxyConnector, ProxyType
 
         kind = ProxyType.SOCKS4 if proxy.scheme.startswith("socks4") else ProxyType.SOCKS5
@@ -239,6 +245,8 @@ class Sessions:
 def open_session(settings: Settings, resolver: aiohttp.abc.AbstractResolver) -> (
         aiohttp.ClientSession):
     """The run's direct ClientSession: `headers`, the cookie jar and the TLS settings."""
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0,
                                      resolver=resolver, use_dns_cache=False, ssl=tls(settings))
     return aiohttp.ClientSession(
