@@ -293,11 +293,17 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
     kept: set[str] = set()
     left_out: set[str] = set()
     resolved: dict[str, tuple[str | None, str | None]] = {}  # href -> (url, refusal)
-    anchors = root.iter("a", "area")  # document order, without a list of them all
-    for href, element in chain(((h, None) for h in refresh),
-                               ((e.get("href"), e) for e in anchors)):
-        if href is None:
-            continue
+    add_to, add_text, add_nofollow, add_refusal = (
+        tos.append, texts.append, nofollows.append, refusals.append)
+    # document order, without a list of them all; the refresh targets, strings, come first
+    # (a chain in C: no generator frame and tuple an anchor)
+    for item in chain(refresh, root.iter("a", "area")):
+        if item.__class__ is str:
+            href, element = item, None
+        else:
+            element, href = item, item.get("href")
+            if href is None:
+                continue
         known = resolved.get(href)
         if known is None:
             if len(kept) >= limit:  # past the cap, a new target costs no policy check
@@ -324,10 +330,10 @@ def _links(root: Any, base: str, page_nofollow: bool, refresh: Sequence[str],
             else:  # most anchors hold their text alone: no walk of a subtree for them
                 raw = "".join(element.itertext()) if len(element) else element.text
             text, rel = " ".join((raw or "").split())[:_ANCHOR_MAX].rstrip(), element.get("rel")
-        tos.append(url)
-        texts.append(text)
-        nofollows.append(page_nofollow or (rel is not None and "nofollow" in rel.lower().split()))
-        refusals.append(refused)
+        add_to(url)
+        add_text(text)
+        add_nofollow(page_nofollow or (rel is not None and "nofollow" in rel.lower().split()))
+        add_refusal(refused)
     return Links(tos, texts, nofollows, refusals), len(left_out)
 
 
