@@ -27,13 +27,6 @@ from .urls import LinkPolicy
 log = logging.getLogger(__name__)
 MAX_BATCH = 8  # pages in one trip to a parse process; a hang is found within this many timeouts
 STARTUP_TIMEOUT_S = 60.0  # for a new pool's processes to start (they import lxml, numpy, ada)
-# What the forkserver imports once, so that each parse process forks with it loaded instead
-# of importing it itself (0.4 s of CPU a process: the `crawl` script's crawler.cli, which
-# multiprocessing runs again in every child, then lxml, bs4, ada and numpy). CPython's own
-# default, "__main__", never takes effect: the forkserver looks for `main_path` in the
-# preparation data, which holds `init_main_from_path`. A module that fails to import is
-# skipped by the forkserver and imported by each child as before.
-FORKSERVER_PRELOAD = ("crawler.cli", "crawler.pools", "numpy")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -183,13 +176,10 @@ class ParsePool:
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: forking a process that runs threads and an event loop is unsafe
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        context = multiprocessing.get_context(method)
-        if method == "forkserver":
-            context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         self._warm: asyncio.Future[None] | None = None  # the new pool's first answer
         return ProcessPoolExecutor(
             max_workers=self._workers,
-            mp_context=context,
+            mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
             initargs=(os.getpid(), *self._initargs),
         )
