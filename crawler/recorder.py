@@ -34,7 +34,7 @@ from .clock import utc_iso
 from .frontier import Candidate, Frontier, Journal, Outcome
 from .models import Links, ParseResult, Request, Response
 from .pools import ThreadPool
-from .records import Record, content_record, error_record, link_record, page_record
+from .records import LinkRecord, Record, content_record, error_record, link_record, page_record
 from .sinks import JsonlFiles, PluginSinks, encode_batches
 from .stats import Stats
 from .warc import WarcFile
@@ -236,7 +236,7 @@ def _encode(batches: dict[str, Sequence[Record]], links: Sequence[LinkSet]) -> d
 
 
 def _link_records(page: str, candidates: Sequence[Candidate], admitted: Sequence[bool],
-                  links: Links) -> list[Record]:
+                  links: Links) -> list[LinkRecord]:
     followed = {c.url: ok for c, ok in zip(candidates, admitted, strict=True)}
     # a repeat of a link is not followed again
     return [link_record(page, to, text, nofollow, followed.pop(to, False))

@@ -19,7 +19,7 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from . import failpoints
 from .plugins import load_callable
 from .pools import ThreadPool
-from .records import Record
+from .records import LinkRecord, Record
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -35,17 +35,18 @@ _LINES = msgspec.json.Encoder()
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def encode(records: Sequence[Record]) -> bytes:
+def encode(records: Sequence[Record | LinkRecord]) -> bytes:
     """One JSON object per line, UTF-8, compact; runs in a thread, not on the loop."""
     if not records:
         return b""
     try:
         return _LINES.encode_lines(records)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-        return ("\n".join([_ENCODER.encode(r) for r in records]) + "\n").encode("utf-8")
+        return ("\n".join([_ENCODER.encode(msgspec.to_builtins(r) if isinstance(
+            r, LinkRecord) else r) for r in records]) + "\n").encode("utf-8")
 
 
-def encode_batches(batches: Mapping[str, Sequence[Record]]) -> dict[str, bytes]:
+def encode_batches(batches: Mapping[str, Sequence[Record | LinkRecord]]) -> dict[str, bytes]:
     return {kind: encode(records) for kind, records in batches.items() if records}
 
 

@@ -111,11 +111,17 @@ class _Tables:
         import numpy as np
 
         every = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
-        self.word = np.zeros(0x110000, dtype=bool)
+        # int8, the flags' own type: `take` then writes them in place, a third faster
+        # than a fancy index's bool array copied into them
+        self.word = np.zeros(0x110000, dtype=np.int8)
         for run in re.finditer(r"\w+", every):  # about 700 runs: 40 ms
-            self.word[run.start():run.end()] = True
+            self.word[run.start():run.end()] = 1
         self.powers = self._powers(_P)
         self.inverses = self._powers(pow(_P, -1, 1 << 64))
+        # bit i of byte value v, for the count of each bit among the features (`_simhash`)
+        self.bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1,
+                                  bitorder="little").astype(np.int64)
+        self.byte_offsets = np.arange(8, dtype=np.intp) * 256
 
     @staticmethod
     def _powers(base: int) -> Any:
@@ -129,21 +135,28 @@ class _Tables:
 _tables: _Tables | None = None
 
 
+def _the_tables() -> _Tables:
+    global _tables
+    if _tables is None:
+        _tables = _Tables()
+    return _tables
+
+
 def _word_hashes(text: str) -> Any:
     """The hash of each word of a piece, in order, as a numpy uint64 array."""
     import numpy as np
 
-    global _tables
-    if _tables is None:
-        _tables = _Tables()
+    tables = _the_tables()
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
     flags = np.zeros(len(codes) + 2, dtype=np.int8)
-    flags[1:-1] = _tables.word[codes]
-    edges = np.flatnonzero(flags[1:] != flags[:-1])  # a word's start, then its end, ...
+    # the arrays' own methods, not numpy's functions: those wrap them in Python, a few
+    # microseconds a call, which a page of 1 300 words pays as much as the work itself
+    tables.word.take(codes, out=flags[1:-1])
+    edges = (flags[1:] != flags[:-1]).nonzero()[0]  # a word's start, then its end, ...
     starts, ends = edges[0::2], edges[1::2]
     sums = np.zeros(len(codes) + 1, dtype=np.uint64)
-    np.cumsum(codes * _tables.powers[: len(codes)], out=sums[1:])
-    return _fmix64((sums[ends] - sums[starts]) * _tables.inverses[starts])
+    (codes * tables.powers[: len(codes)]).cumsum(out=sums[1:])
+    return _fmix64((sums[ends] - sums[starts]) * tables.inverses[starts])
 
 
 def _simhash(words: Any) -> str | None:
@@ -157,12 +170,17 @@ def _simhash(words: Any) -> str | None:
         mixed += words[position:position + runs] * np.uint64(factor)  # wraps, as meant
     # distinct by a sort and a look at each neighbour: numpy 2.4's np.unique hashes instead,
     # 245 us for 1 700 values against 18 us for this
-    features = np.sort(_fmix64(mixed))
+    features = _fmix64(mixed)
+    features.sort()
     if len(features) > 1:
         features = features[np.concatenate(([True], features[1:] != features[:-1]))]
-    bits = np.unpackbits(features.astype("<u8", copy=False).view(np.uint8),
-                         bitorder="little").reshape(-1, 64)
-    majority = bits.sum(axis=0, dtype=np.uint32) * 2 > len(features)  # < 2**31 features
+    # how many features have each bit set: one bincount of (byte position, byte value) over
+    # the features' little-endian bytes, then each value's bits (bit 8 * position + i); a
+    # fourth cheaper than unpacking every bit and summing the 64 columns
+    tables = _the_tables()
+    octets = features.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
+    counts = np.bincount((octets + tables.byte_offsets).ravel(), minlength=8 * 256)
+    majority = (counts.reshape(8, 256) @ tables.bits).ravel() * 2 > len(features)
     value = int.from_bytes(np.packbits(majority, bitorder="little").tobytes(), "little")
     return f"{value:016x}"
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from crawler.frontier import Outcome
 from crawler.frontier.sqlite import SqliteFrontier
 from crawler.pools import ThreadPool
 from crawler.recorder import BACKLOG, FLUSH_BATCH, Finished, Recorder
-from crawler.records import error_record
-from crawler.sinks import JsonlFiles, PluginSinks
+from crawler.records import LINK_KEYS, error_record, link_record
+from crawler.sinks import JsonlFiles, PluginSinks, encode
 from crawler.stats import Stats
 
 
@@ -42,3 +43,20 @@ async def test_a_backlog_of_outcomes_holds_new_work_until_a_flush_drains_it(
         await files.close()
         await frontier.close()
         threads.shutdown()
+
+
+def test_link_lines_are_the_json_of_the_contracts_link_object() -> None:
+    """A link record is a msgspec struct, not a dict: its line is still the compact JSON
+    object of the contract's keys in their order, on msgspec's path and on the stdlib's (a
+    plugin's 65-bit integer among page records sends a batch there)."""
+    texts = ["plain", "é \"q\" \\ \x01 \u2028", ""]
+    records = [link_record("http://a.example/", f"http://a.example/{i}", text, i == 1, i == 2)
+               for i, text in enumerate(texts)]
+    expected = "".join(json.dumps(
+        {"from": "http://a.example/", "to": f"http://a.example/{i}", "text": text,
+         "nofollow": i == 1, "followed": i == 2},
+        ensure_ascii=False, separators=(",", ":")) + "\n" for i, text in enumerate(texts))
+    assert encode(records).decode("utf-8") == expected
+    mixed = encode([*records, {"extra": 1 << 65}]).decode("utf-8")
+    assert mixed == expected + '{"extra":' + str(1 << 65) + "}\n"
+    assert [tuple(json.loads(line)) for line in expected.split("\n")[:-1]] == [LINK_KEYS] * 3

@@ -11,6 +11,7 @@ listed in DIFFERENCES with the reason, and in the README.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 from pathlib import Path
@@ -167,7 +168,9 @@ def test_links_remembered_from_another_page_resolve_as_on_their_own() -> None:
                     and normalize(case["base"]) is not None})
     # besides the data's inputs, links whose text could mislead a key on the directory
     tricky = [".", "..", "./", "../", "%2e%2e/x", "%2E/y", "a\\b", "a\tb", "\n?q", " x.html",
-              "x.html ", "p:1.html", "http:x.html", "HTTP:?q", "x.html?a:b", "~u/", "-x", "_y"]
+              "x.html ", "p:1.html", "http:x.html", "HTTP:?q", "x.html?a:b", "~u/", "-x", "_y",
+              "../../../../x", "../", "../..", "/..", "/./x", "a/../b", "x/.y", "a//b", "/a//b",
+              "'q'.html", "(x)!$&*+,=@", "../a;b", "/", "../é"]
     body = _page_of_links(sorted({case["input"] for case in URL_CASES}) + tricky)
     hrefs = [a.get("href")
              for a in etree.fromstring(body, etree.HTMLParser(encoding="utf-8")).iter("a")]
@@ -196,6 +199,30 @@ def test_links_remembered_from_another_page_resolve_as_on_their_own() -> None:
         parse._urls.clear()
         parse._urls_last.clear()
     assert len(bases) >= 10 and remembered > 150, (len(bases), remembered)
+
+
+def test_plain_links_resolved_by_text_are_what_normalize_gives() -> None:
+    """`parse._joined`, the text-only resolution of plain root- and path-relative links,
+    gives what ada and `normalize` give, or leaves the link to them."""
+    bases = ["http://example.org/", "http://example.org/a", "http://example.org/a/b/c.html",
+             "https://example.org:8443/a/b/?q=1", "http://127.0.0.1:8000/s01/p00001.html",
+             "http://example.org/a//b/", "http://[::1]:81/x/y", "http://example.org/%7Eu/a%20b/"]
+    parts = ["a", "b.html", "..", ".", "", "x y", "%41", "A~-_", "p;s=1", "q?x", "f#g", "..x",
+             ".h", "'", "(", "!$&*+,=@", "é", ":", "\\", "B"]
+    hrefs = {prefix + "/".join(combo) for prefix in ("", "/", "../", "../../", "./")
+             for n in (1, 2, 3) for combo in itertools.product(parts, repeat=n)}
+    joined = 0
+    for base in bases:
+        page = normalize(base)
+        assert page is not None
+        origin, directory = parse._prefixes(page)
+        assert directory is not None, page
+        for href in sorted(hrefs):
+            got = parse._joined(href, origin, directory)
+            if got is not None:
+                joined += 1
+                assert got == normalize(href, page), (href, page)
+    assert joined > 5000, joined
 
 
 def test_the_memo_of_resolved_links_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
