@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= config/seeds.example.txt
 ARGS   ?=
 PYTEST_ARGS ?=
-TEST_PROCS  ?= 4
+TEST_PROCS  ?= 6
 # make bench: pages a site and runs of each contender. The full run (every contender, both
 # sites, the frontier and hub runs) takes about 18 min so; REPEAT=3 gives medians (about 50 min)
 N        ?= 5000
